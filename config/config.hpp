@@ -1,0 +1,81 @@
+#pragma once
+// Typed, validated pgveil configuration loaded from YAML.
+// Every error names the file, line and key (ConfigError); unknown keys are errors.
+
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace pgveil::config {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  [[nodiscard]] std::string toString() const;
+};
+
+// How pgveil connects to PostgreSQL (libpq's sslmode semantics).
+enum class UpstreamTls { Disable, Prefer, Require, VerifyCa, VerifyFull };
+// What pgveil answers to a client's SSLRequest.
+enum class ClientTls { Disable, Allow, Require };
+
+struct UpstreamConfig {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 5432;
+  UpstreamTls tls = UpstreamTls::Prefer;
+  std::string caFile;       // verify-ca / verify-full: trusted roots (PEM)
+  std::string serverName;   // verify-full: expected name; defaults to host
+  std::string certFile;     // optional client certificate to present upstream
+  std::string keyFile;
+  std::chrono::milliseconds connectTimeout{5000};
+};
+
+struct ClientTlsConfig {
+  ClientTls mode = ClientTls::Disable;
+  std::string certFile;
+  std::string keyFile;
+  std::string caFile;  // optional: request and verify client certificates
+};
+
+struct ConnectionsConfig {
+  std::uint32_t maxClients = 1000;
+  std::chrono::milliseconds startupTimeout{15000};  // startup packet, TLS and authentication
+  std::uint32_t maxMessageSize = 64u << 20;          // any single protocol message
+  std::chrono::milliseconds shutdownTimeout{10000};  // SIGTERM drain before 57P01
+};
+
+struct AdminConfig {
+  bool enabled = false;
+  Endpoint listen{"127.0.0.1", 9930};
+};
+
+struct LogConfig {
+  std::string level = "info";  // trace, debug, info, warn, error, critical, off
+};
+
+struct Config {
+  std::string sourcePath;
+  Endpoint listen{"127.0.0.1", 6432};
+  unsigned workers = 0;  // 0: one per core
+  UpstreamConfig upstream;
+  ClientTlsConfig tls;
+  ConnectionsConfig connections;
+  AdminConfig admin;
+  LogConfig log;
+};
+
+// Loads and validates a YAML file. Throws ConfigError with "file:line:column: message".
+[[nodiscard]] Config loadConfigFile(const std::string& path);
+// Same, from text (path is used in messages only).
+[[nodiscard]] Config loadConfigText(const std::string& text, const std::string& path);
+
+// Parses "host:port" or "[v6]:port".
+[[nodiscard]] bool parseEndpoint(const std::string& text, Endpoint& out);
+
+}  // namespace pgveil::config

@@ -1,0 +1,73 @@
+// pgveil entry point: command-line parsing, configuration loading, logging set-up.
+// Usage errors exit 2, configuration errors exit 1 with file:line:column.
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "config/config.hpp"
+#include "pgveil/version.hpp"
+#include "proxy/logging.hpp"
+#include "proxy/server.hpp"
+
+namespace {
+
+void usage(std::ostream& out) {
+  out << "pgveil " << pgveil::kVersion << " - a PostgreSQL proxy that masks personal data\n\n"
+      << "Usage:\n"
+      << "  pgveil --config FILE          run the proxy\n"
+      << "  pgveil --check-config FILE    validate FILE and exit (0: valid, 1: invalid)\n"
+      << "  pgveil --version              print the version\n"
+      << "  pgveil --help                 print this help\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string configPath;
+  bool checkOnly = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      usage(std::cout);
+      return 0;
+    }
+    if (a == "--version" || a == "-V") {
+      std::cout << "pgveil " << pgveil::kVersion << "\n";
+      return 0;
+    }
+    if ((a == "--config" || a == "-c" || a == "--check-config") && i + 1 < argc) {
+      checkOnly = checkOnly || a == "--check-config";
+      configPath = argv[++i];
+      continue;
+    }
+    std::cerr << "pgveil: unknown or incomplete argument '" << a << "'\n\n";
+    usage(std::cerr);
+    return 2;
+  }
+  if (configPath.empty()) {
+    usage(std::cerr);
+    return 2;
+  }
+  std::shared_ptr<const pgveil::config::Config> config;
+  try {
+    config = std::make_shared<const pgveil::config::Config>(pgveil::config::loadConfigFile(configPath));
+  } catch (const pgveil::config::ConfigError& e) {
+    std::cerr << "pgveil: invalid configuration: " << e.what() << "\n";
+    return 1;
+  }
+  if (checkOnly) {
+    std::cout << "pgveil: " << configPath << ": configuration is valid\n";
+    return 0;
+  }
+  pgveil::proxy::initLogging(config->log.level);
+  try {
+    pgveil::proxy::Server server(config);
+    return server.run();
+  } catch (const std::exception& e) {
+    spdlog::critical("pgveil cannot start: {}", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,185 @@
+#include "proxy/server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <iostream>
+#include <thread>
+#include <vector>
+
+#include "proxy/session.hpp"
+#include "proxy/shared_state.hpp"
+#include "proxy/tls.hpp"
+
+namespace pgveil::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+namespace {
+constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
+}
+
+struct Server::Impl {
+  SharedState shared;
+  asio::io_context main{1};
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::unique_ptr<tcp::acceptor> acceptor;
+  std::size_t next = 0;
+  bool stopping = false;
+
+  asio::awaitable<void> acceptLoop();
+  asio::awaitable<void> signals();
+  asio::awaitable<void> drain();
+};
+
+Server::Server(std::shared_ptr<const config::Config> config) : impl_(std::make_unique<Impl>()) {
+  impl_->shared.config = std::move(config);
+  impl_->shared.clientTls = makeClientTlsContext(impl_->shared.config->tls);
+  impl_->shared.upstreamTls = makeUpstreamTlsContext(impl_->shared.config->upstream);
+}
+
+Server::~Server() = default;
+
+asio::awaitable<void> Server::Impl::acceptLoop() {
+  for (;;) {
+    auto& worker = *workers[next];
+    next = (next + 1) % workers.size();
+    auto [ec, socket] = co_await acceptor->async_accept(worker.context, kUse);
+    if (ec) {
+      if (stopping || ec == asio::error::operation_aborted) co_return;
+      // EMFILE and friends: keep serving the sessions we have, retry shortly.
+      spdlog::warn("accept failed: {}", ec.message());
+      asio::steady_timer t(main, std::chrono::milliseconds(50));
+      co_await t.async_wait(kUse);
+      continue;
+    }
+    asio::co_spawn(worker.context, runSession(shared, worker, std::move(socket)), [](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::error("session coroutine failed: {}", ex.what());
+      }
+    });
+  }
+}
+
+asio::awaitable<void> Server::Impl::drain() {
+  stopping = true;
+  shared.shuttingDown = true;
+  boost::system::error_code ignored;
+  acceptor->close(ignored);
+  auto deadline = std::chrono::steady_clock::now() + shared.config->connections.shutdownTimeout;
+  asio::steady_timer t(main);
+  while (shared.activeClients.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    t.expires_after(std::chrono::milliseconds(50));
+    co_await t.async_wait(kUse);
+  }
+  if (shared.activeClients.load() > 0) {
+    spdlog::info("shutdown timeout: terminating {} sessions", shared.activeClients.load());
+    for (auto& w : workers) {
+      Worker* wp = w.get();
+      asio::post(wp->context, [wp] { terminateSessions(*wp); });
+    }
+    auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (shared.activeClients.load() > 0 && std::chrono::steady_clock::now() < hard) {
+      t.expires_after(std::chrono::milliseconds(20));
+      co_await t.async_wait(kUse);
+    }
+  }
+  for (auto& w : workers) w->context.stop();
+  main.stop();
+}
+
+asio::awaitable<void> Server::Impl::signals() {
+  asio::signal_set set(main, SIGINT, SIGTERM, SIGHUP);
+  for (;;) {
+    auto [ec, sig] = co_await set.async_wait(kUse);
+    if (ec) co_return;
+    if (sig == SIGHUP) {
+      spdlog::info("SIGHUP received: configuration reload is not supported yet; keeping the current configuration");
+      continue;
+    }
+    spdlog::info("{} received: no new connections, draining {} sessions (up to {} ms)",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM", shared.activeClients.load(),
+                 shared.config->connections.shutdownTimeout.count());
+    co_await drain();
+    co_return;
+  }
+}
+
+int Server::run() {
+  auto& cfg = *impl_->shared.config;
+  unsigned n = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < n; ++i) impl_->workers.push_back(std::make_unique<Worker>());
+
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(cfg.listen.host, ec);
+  if (ec) {
+    // A host name: resolve it once at start-up.
+    tcp::resolver resolver(impl_->main);
+    auto results = resolver.resolve(cfg.listen.host, std::to_string(cfg.listen.port), ec);
+    if (ec || results.empty()) {
+      spdlog::critical("cannot resolve listen address {}: {}", cfg.listen.toString(), ec.message());
+      return 1;
+    }
+    addr = results.begin()->endpoint().address();
+  }
+  tcp::endpoint ep(addr, cfg.listen.port);
+  impl_->acceptor = std::make_unique<tcp::acceptor>(impl_->main);
+  impl_->acceptor->open(ep.protocol(), ec);
+  if (!ec) impl_->acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) impl_->acceptor->bind(ep, ec);
+  if (!ec) impl_->acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    spdlog::critical("cannot listen on {}: {}", cfg.listen.toString(), ec.message());
+    return 1;
+  }
+  auto bound = impl_->acceptor->local_endpoint();
+  spdlog::info("pgveil listening on {}:{} (upstream {}:{}, {} workers, client TLS {})", bound.address().to_string(),
+               bound.port(), cfg.upstream.host, cfg.upstream.port, n,
+               cfg.tls.mode == config::ClientTls::Disable ? "off" : "on");
+
+  std::vector<std::thread> threads;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  for (auto& w : impl_->workers) {
+    guards.push_back(asio::make_work_guard(w->context));
+    Worker* wp = w.get();
+    threads.emplace_back([wp] {
+      for (;;) {
+        try {
+          wp->context.run();
+          return;
+        } catch (const std::exception& e) {
+          spdlog::error("worker loop exception: {}", e.what());
+        }
+      }
+    });
+  }
+  auto logFailure = [](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::critical("listener failed: {}", ex.what());
+    }
+  };
+  asio::co_spawn(impl_->main, impl_->acceptLoop(), logFailure);
+  asio::co_spawn(impl_->main, impl_->signals(), logFailure);
+  impl_->main.run();
+  guards.clear();
+  for (auto& w : impl_->workers) w->context.stop();
+  for (auto& t : threads) t.join();
+  spdlog::info("pgveil stopped");
+  return 0;
+}
+
+}  // namespace pgveil::proxy

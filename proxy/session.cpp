@@ -1,0 +1,822 @@
+#include "proxy/session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "protocol/bytes.hpp"
+#include "protocol/encode.hpp"
+#include "protocol/frame.hpp"
+#include "protocol/messages.hpp"
+#include "protocol/read_buffer.hpp"
+#include "protocol/sqlstate.hpp"
+#include "protocol/startup.hpp"
+#include "proxy/logging.hpp"
+#include "proxy/stream.hpp"
+
+namespace pgveil::proxy {
+
+namespace {
+
+using namespace boost::asio::experimental::awaitable_operators;
+using protocol::Message;
+namespace msg = protocol::msg;
+namespace sqlstate = protocol::sqlstate;
+
+constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
+// Authentication messages (SASL tokens, passwords) are small; PostgreSQL caps SASL at 64 kB.
+constexpr std::uint32_t kMaxAuthMessage = 1u << 17;
+constexpr std::size_t kClientBufferInitial = 8 << 10;
+constexpr std::size_t kServerBufferInitial = 16 << 10;
+constexpr std::size_t kBufferAdaptiveMax = 256 << 10;
+
+// Why a session ended: decides the log level and what the client is told.
+enum class CloseReason {
+  ClientClosed,
+  ClientTerminated,
+  ServerClosed,
+  ClientProtocolError,
+  ServerProtocolError,
+  StartupRefused,
+  UpstreamUnavailable,
+  AuthFailed,
+  StartupTimeout,
+  Shutdown,
+  CancelRequest,
+};
+
+const char* reasonName(CloseReason r) {
+  switch (r) {
+    case CloseReason::ClientClosed: return "client_closed";
+    case CloseReason::ClientTerminated: return "client_terminated";
+    case CloseReason::ServerClosed: return "server_closed";
+    case CloseReason::ClientProtocolError: return "client_protocol_error";
+    case CloseReason::ServerProtocolError: return "server_protocol_error";
+    case CloseReason::StartupRefused: return "startup_refused";
+    case CloseReason::UpstreamUnavailable: return "upstream_unavailable";
+    case CloseReason::AuthFailed: return "auth_failed";
+    case CloseReason::StartupTimeout: return "startup_timeout";
+    case CloseReason::Shutdown: return "shutdown";
+    case CloseReason::CancelRequest: return "cancel_request";
+  }
+  return "unknown";
+}
+
+bool isFrontendType(char t) {
+  switch (t) {
+    case msg::kQuery: case msg::kParse: case msg::kBind: case msg::kDescribe: case msg::kExecute:
+    case msg::kSync: case msg::kFlush: case msg::kClose: case msg::kTerminate: case msg::kPassword:
+    case msg::kFunctionCall: case msg::kCopyData: case msg::kCopyDone: case msg::kCopyFail:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool isBackendType(char t) {
+  switch (t) {
+    case msg::kAuthentication: case msg::kBackendKeyData: case msg::kParameterStatus:
+    case msg::kReadyForQuery: case msg::kRowDescription: case msg::kDataRow: case msg::kCommandComplete:
+    case msg::kErrorResponse: case msg::kNoticeResponse: case msg::kNotification: case msg::kParseComplete:
+    case msg::kBindComplete: case msg::kCloseComplete: case msg::kNoData: case msg::kPortalSuspended:
+    case msg::kParameterDescription: case msg::kEmptyQuery: case msg::kCopyInResponse:
+    case msg::kCopyOutResponse: case msg::kCopyBothResponse: case msg::kNegotiateProtocol:
+    case msg::kFunctionCallResponse: case msg::kCopyData: case msg::kCopyDone:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Frontend messages streamed through without being buffered whole: their content is not
+// inspected, and they can legitimately be large.
+bool clientMayStream(char t) {
+  return t == msg::kCopyData || t == msg::kBind || t == msg::kFunctionCall || t == msg::kExecute ||
+         t == msg::kDescribe || t == msg::kClose;
+}
+// Backend messages streamed through without being buffered whole.
+bool serverMayStream(char t) { return t == msg::kDataRow || t == msg::kCopyData; }
+
+// Pieces of one write: views into a read buffer (forwarded unchanged, merged when adjacent)
+// and bytes pgveil produced itself.
+class OutBatch {
+ public:
+  void ref(std::string_view s) {
+    if (s.empty()) return;
+    if (!segs_.empty() && !segs_.back().owned && segs_.back().ptr + segs_.back().size == s.data()) {
+      segs_.back().size += s.size();
+    } else {
+      segs_.push_back({s.data(), s.size(), 0, false});
+    }
+    bytes_ += s.size();
+  }
+  // Append to owned() then call commitOwned(mark) with owned().size() taken before.
+  std::string& owned() { return owned_; }
+  void commitOwned(std::size_t mark) {
+    if (owned_.size() == mark) return;
+    segs_.push_back({nullptr, owned_.size() - mark, mark, true});
+    bytes_ += owned_.size() - mark;
+  }
+  [[nodiscard]] bool empty() const { return segs_.empty(); }
+  [[nodiscard]] std::size_t bytes() const { return bytes_; }
+  std::span<const asio::const_buffer> buffers() {
+    bufs_.clear();
+    for (const auto& s : segs_) bufs_.emplace_back(s.owned ? owned_.data() + s.offset : s.ptr, s.size);
+    return bufs_;
+  }
+  void clear() {
+    segs_.clear();
+    owned_.clear();
+    bytes_ = 0;
+    if (owned_.capacity() > (64u << 10)) std::string().swap(owned_);
+  }
+
+ private:
+  struct Seg {
+    const char* ptr;
+    std::size_t size;
+    std::size_t offset;
+    bool owned;
+  };
+  std::vector<Seg> segs_;
+  std::vector<asio::const_buffer> bufs_;
+  std::string owned_;
+  std::size_t bytes_ = 0;
+};
+
+// Reads until one whole message is buffered. Returns 1 with `out` viewing the buffer (not yet
+// consumed), 0 on EOF or I/O error, -1 on an invalid length.
+asio::awaitable<int> readMessage(Stream& s, protocol::ReadBuffer& buf, std::uint32_t maxLen, Message& out,
+                                 std::uint64_t& counter) {
+  for (;;) {
+    protocol::FrameHeader h;
+    auto data = buf.data();
+    auto st = protocol::peekHeader(data, maxLen, h);
+    if (st == protocol::HeaderStatus::TooShort || st == protocol::HeaderStatus::TooLong) co_return -1;
+    if (st == protocol::HeaderStatus::Ok && data.size() >= h.total()) {
+      out = {h.type, data.substr(protocol::kHeaderSize, h.payloadSize()), data.substr(0, h.total())};
+      co_return 1;
+    }
+    buf.compact(st == protocol::HeaderStatus::Ok ? h.total() : 0);
+    auto [ec, n] = co_await s.readSome(buf.writePtr(), buf.writable());
+    if (ec) co_return 0;
+    buf.commit(n);
+    counter += n;
+  }
+}
+
+}  // namespace
+
+class Session {
+ public:
+  Session(SharedState& shared, Worker& worker, tcp::socket socket)
+      : shared_(shared),
+        worker_(worker),
+        config_(shared.config),
+        client_(std::move(socket)),
+        clientIn_(kClientBufferInitial, kBufferAdaptiveMax),
+        serverIn_(kServerBufferInitial, kBufferAdaptiveMax),
+        id_(shared.nextSessionId.fetch_add(1)),
+        start_(std::chrono::steady_clock::now()) {
+    shared_.activeClients.fetch_add(1);
+    shared_.totalSessions.fetch_add(1);
+    worker_.sessions.insert(this);
+    error_code ec;
+    auto ep = client_.socket().remote_endpoint(ec);
+    if (!ec) clientAddr_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+    client_.socket().set_option(tcp::no_delay(true), ec);
+  }
+
+  ~Session() {
+    if (backendKey_) shared_.cancels.remove(backendKey_->first, backendKey_->second);
+    worker_.sessions.erase(this);
+    shared_.activeClients.fetch_sub(1);
+  }
+
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  asio::awaitable<void> run();
+
+  void terminate() {
+    terminating_ = true;
+    client_.cancel();
+    if (server_) server_->cancel();
+  }
+
+ private:
+  asio::awaitable<bool> startupPhase();
+  asio::awaitable<bool> readStartup(protocol::StartupPacket& out);
+  asio::awaitable<void> forwardCancel(std::int32_t pid, std::int32_t key);
+  asio::awaitable<bool> connectUpstream();
+  asio::awaitable<bool> authenticate(const protocol::StartupPacket& sp);
+  asio::awaitable<void> clientToServer();
+  asio::awaitable<void> serverToClient();
+  bool scanClient(OutBatch& out, bool& terminated);
+  bool scanServer(OutBatch& out);
+  asio::awaitable<void> idleForever();
+  asio::awaitable<void> fatalToClient(const char* code, std::string_view message);
+  std::string encodeFatal(const char* code, std::string_view message) const;
+  void logClose() const;
+
+  SharedState& shared_;
+  Worker& worker_;
+  std::shared_ptr<const config::Config> config_;
+  Stream client_;
+  std::optional<Stream> server_;
+  protocol::ReadBuffer clientIn_;
+  protocol::ReadBuffer serverIn_;
+  std::uint64_t id_;
+  std::chrono::steady_clock::time_point start_;
+  std::string clientAddr_;
+  std::string user_;
+  std::string database_;
+  std::string appName_;
+  std::uint64_t bytesFromClient_ = 0;
+  std::uint64_t bytesToClient_ = 0;
+  CloseReason reason_ = CloseReason::ClientClosed;
+  std::optional<std::pair<std::int32_t, std::int32_t>> backendKey_;
+  bool clientTlsDone_ = false;
+  bool authenticated_ = false;
+  bool terminating_ = false;
+  std::size_t clientStreamLeft_ = 0;  // bytes of a streamed client message still to forward
+  std::size_t serverStreamLeft_ = 0;  // bytes of a streamed server message still to forward
+  std::size_t clientWant_ = 0;        // capacity needed for a client message inspected whole
+  std::size_t serverWant_ = 0;
+  std::string pendingFatal_;  // error for the client, sent once the relay has stopped
+  char txStatus_ = 'I';
+  char lastServerType_ = 0;
+};
+
+std::string Session::encodeFatal(const char* code, std::string_view message) const {
+  std::string out;
+  protocol::appendErrorResponse(out, {.severity = "FATAL", .sqlstate = code, .message = message});
+  return out;
+}
+
+asio::awaitable<void> Session::fatalToClient(const char* code, std::string_view message) {
+  auto bytes = encodeFatal(code, message);
+  auto ec = co_await client_.writeAll(bytes);
+  if (!ec) bytesToClient_ += bytes.size();
+}
+
+asio::awaitable<void> Session::idleForever() {
+  asio::steady_timer t(co_await asio::this_coro::executor, asio::steady_timer::time_point::max());
+  co_await t.async_wait(kUse);
+}
+
+asio::awaitable<void> Session::run() {
+  auto exec = co_await asio::this_coro::executor;
+  asio::steady_timer timer(exec, config_->connections.startupTimeout);
+  auto started = co_await (startupPhase() || timer.async_wait(kUse));
+  bool ok = started.index() == 0 && std::get<0>(started);
+  if (started.index() == 1) {
+    reason_ = terminating_ ? CloseReason::Shutdown : CloseReason::StartupTimeout;
+    // Only when the client is not in the middle of a TLS handshake can it read our message.
+    if (!client_.isTls() || clientTlsDone_) {
+      co_await fatalToClient(terminating_ ? sqlstate::kAdminShutdown : sqlstate::kProtocolViolation,
+                             terminating_ ? "terminating connection due to administrator command"
+                                          : "pgveil: canceling authentication due to timeout");
+    }
+  }
+  if (ok && terminating_) {
+    ok = false;
+    reason_ = CloseReason::Shutdown;
+    co_await fatalToClient(sqlstate::kAdminShutdown, "terminating connection due to administrator command");
+  }
+  if (ok) {
+    spdlog::info("session {} ready user=\"{}\" database=\"{}\" application_name=\"{}\" client={} tls={}", id_,
+                 logSafe(user_), logSafe(database_), logSafe(appName_), clientAddr_, client_.isTls());
+    co_await (clientToServer() || serverToClient());
+    // The client's output is at a message boundary unless a streamed message was cut off.
+    bool aligned = serverStreamLeft_ == 0;
+    if (terminating_) {
+      reason_ = CloseReason::Shutdown;
+      pendingFatal_ = encodeFatal(sqlstate::kAdminShutdown, "terminating connection due to administrator command");
+    } else if (reason_ == CloseReason::ServerClosed && lastServerType_ != msg::kErrorResponse) {
+      pendingFatal_ = encodeFatal(sqlstate::kConnectionFailure, "pgveil: server closed the connection unexpectedly");
+    }
+    if (aligned && !pendingFatal_.empty()) {
+      auto ec = co_await client_.writeAll(pendingFatal_);
+      if (!ec) bytesToClient_ += pendingFatal_.size();
+    }
+    if (server_ && reason_ != CloseReason::ServerClosed && reason_ != CloseReason::ClientTerminated) {
+      // Tell the server we are leaving so it does not log an unexpected EOF; bounded by the
+      // socket buffer, never waits on a dead peer because the write is tiny.
+      static constexpr char kTerminate[] = {'X', 0, 0, 0, 4};
+      if (clientStreamLeft_ == 0) co_await server_->writeAll(std::string_view(kTerminate, 5));
+    }
+  }
+  if (server_) server_->close();
+  client_.close();
+  logClose();
+}
+
+void Session::logClose() const {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start_).count();
+  if (reason_ == CloseReason::CancelRequest) {
+    spdlog::debug("session {} cancel request from {}", id_, clientAddr_);
+    return;
+  }
+  auto level = spdlog::level::info;
+  if (reason_ == CloseReason::ClientProtocolError || reason_ == CloseReason::ServerProtocolError ||
+      reason_ == CloseReason::UpstreamUnavailable || reason_ == CloseReason::StartupTimeout) {
+    level = spdlog::level::warn;
+  }
+  spdlog::log(level,
+              "session {} closed user=\"{}\" database=\"{}\" application_name=\"{}\" client={} duration_ms={} "
+              "bytes_in={} bytes_out={} reason={}",
+              id_, logSafe(user_), logSafe(database_), logSafe(appName_), clientAddr_, ms, bytesFromClient_,
+              bytesToClient_, reasonName(reason_));
+}
+
+asio::awaitable<bool> Session::readStartup(protocol::StartupPacket& out) {
+  for (;;) {
+    auto data = clientIn_.data();
+    std::uint32_t len = 0;
+    auto st = protocol::peekStartupLength(data, protocol::kMaxStartupPacket, len);
+    if (st == protocol::StartupStatus::TooShort || st == protocol::StartupStatus::TooLong) {
+      reason_ = CloseReason::ClientProtocolError;
+      co_await fatalToClient(sqlstate::kProtocolViolation, "invalid length of startup packet");
+      co_return false;
+    }
+    if (st == protocol::StartupStatus::Ok && data.size() >= len) {
+      out = protocol::decodeStartup(data.substr(0, len));
+      clientIn_.consume(len);
+      co_return true;
+    }
+    clientIn_.compact(st == protocol::StartupStatus::Ok ? len : 0);
+    auto [ec, n] = co_await client_.readSome(clientIn_.writePtr(), clientIn_.writable());
+    if (ec) {
+      reason_ = CloseReason::ClientClosed;
+      co_return false;
+    }
+    clientIn_.commit(n);
+    bytesFromClient_ += n;
+  }
+}
+
+asio::awaitable<bool> Session::startupPhase() {
+  protocol::StartupPacket sp;
+  bool encryptionAnswered = false;
+  for (;;) {
+    if (!co_await readStartup(sp)) co_return false;
+    if (sp.kind == protocol::StartupKind::SslRequest || sp.kind == protocol::StartupKind::GssEncRequest) {
+      // Bytes sent after the request but before our answer would be read as if they had been
+      // encrypted (CVE-2021-23214): refuse them, as PostgreSQL does.
+      if (!clientIn_.empty()) {
+        reason_ = CloseReason::ClientProtocolError;
+        co_await fatalToClient(sqlstate::kProtocolViolation,
+                               sp.kind == protocol::StartupKind::SslRequest
+                                   ? "received unencrypted data after SSL request"
+                                   : "received unencrypted data after GSSAPI encryption request");
+        co_return false;
+      }
+      if (encryptionAnswered && (sp.kind == protocol::StartupKind::SslRequest || client_.isTls())) {
+        reason_ = CloseReason::ClientProtocolError;
+        co_await fatalToClient(sqlstate::kProtocolViolation, "duplicate encryption request");
+        co_return false;
+      }
+      encryptionAnswered = true;
+      bool accept = sp.kind == protocol::StartupKind::SslRequest && shared_.clientTls != nullptr;
+      if (co_await client_.writeAll(accept ? "S" : "N")) co_return false;
+      bytesToClient_ += 1;
+      if (accept) {
+        clientIn_.compact();
+        if (auto ec = co_await client_.startTls(*shared_.clientTls, asio::ssl::stream_base::server, "", false)) {
+          reason_ = CloseReason::ClientProtocolError;
+          spdlog::warn("session {} TLS handshake with client {} failed: {}", id_, clientAddr_, ec.message());
+          co_return false;
+        }
+        clientTlsDone_ = true;
+      }
+      continue;
+    }
+    break;
+  }
+  switch (sp.kind) {
+    case protocol::StartupKind::Cancel:
+      reason_ = CloseReason::CancelRequest;
+      co_await forwardCancel(sp.cancelPid, sp.cancelKey);
+      co_return false;
+    case protocol::StartupKind::UnsupportedVersion:
+      reason_ = CloseReason::ClientProtocolError;
+      co_await fatalToClient(sqlstate::kFeatureNotSupported, sp.error);
+      co_return false;
+    case protocol::StartupKind::Malformed:
+      reason_ = CloseReason::ClientProtocolError;
+      co_await fatalToClient(sqlstate::kProtocolViolation, sp.error);
+      co_return false;
+    default:
+      break;
+  }
+  user_ = *sp.param("user");
+  database_ = sp.param("database") ? *sp.param("database") : user_;
+  appName_ = sp.param("application_name") ? *sp.param("application_name") : std::string();
+  if (sp.hasDuplicateParam()) {
+    reason_ = CloseReason::StartupRefused;
+    co_await fatalToClient(sqlstate::kProtocolViolation, "pgveil: startup packet repeats a parameter");
+    co_return false;
+  }
+  if (config_->tls.mode == config::ClientTls::Require && !client_.isTls()) {
+    reason_ = CloseReason::StartupRefused;
+    co_await fatalToClient(sqlstate::kInvalidAuthorization, "pgveil: this proxy requires TLS (use sslmode=require)");
+    co_return false;
+  }
+  if (shared_.shuttingDown.load()) {
+    reason_ = CloseReason::Shutdown;
+    co_await fatalToClient(sqlstate::kCannotConnectNow, "the database system is shutting down");
+    co_return false;
+  }
+  if (shared_.activeClients.load() > config_->connections.maxClients) {
+    reason_ = CloseReason::StartupRefused;
+    co_await fatalToClient(sqlstate::kTooManyConnections, "sorry, too many clients already");
+    co_return false;
+  }
+  if (!co_await connectUpstream()) co_return false;
+  co_return co_await authenticate(sp);
+}
+
+asio::awaitable<void> Session::forwardCancel(std::int32_t pid, std::int32_t key) {
+  if (!shared_.cancels.contains(pid, key)) {
+    spdlog::debug("session {} cancel request for an unknown backend key ignored", id_);
+    co_return;
+  }
+  auto exec = co_await asio::this_coro::executor;
+  const auto& up = config_->upstream;
+  tcp::resolver resolver(exec);
+  auto [rec, results] = co_await resolver.async_resolve(up.host, std::to_string(up.port), kUse);
+  if (rec) co_return;
+  tcp::socket sock(exec);
+  asio::steady_timer timer(exec, up.connectTimeout);
+  auto r = co_await (asio::async_connect(sock, results, kUse) || timer.async_wait(kUse));
+  if (r.index() != 0 || std::get<0>(std::get<0>(r))) co_return;
+  Stream s(std::move(sock));
+  auto packet = protocol::encodeCancelRequest(pid, key);
+  if (co_await s.writeAll(packet)) co_return;
+  // The server closes the connection once it has handled the request.
+  char c;
+  timer.expires_after(up.connectTimeout);
+  co_await (s.readSome(&c, 1) || timer.async_wait(kUse));
+  spdlog::info("session {} forwarded a cancel request from {} to backend {}", id_, clientAddr_, pid);
+}
+
+asio::awaitable<bool> Session::connectUpstream() {
+  auto exec = co_await asio::this_coro::executor;
+  const auto& up = config_->upstream;
+  std::string target = up.host + ":" + std::to_string(up.port);
+  tcp::resolver resolver(exec);
+  auto [rec, results] = co_await resolver.async_resolve(up.host, std::to_string(up.port), kUse);
+  auto fail = [&](std::string why) {
+    reason_ = CloseReason::UpstreamUnavailable;
+    spdlog::warn("session {} upstream {} unavailable: {}", id_, target, why);
+    return "pgveil: could not connect to the upstream server: " + why;
+  };
+  if (rec) {
+    co_await fatalToClient(sqlstate::kConnectionFailure, fail(rec.message()));
+    co_return false;
+  }
+  tcp::socket sock(exec);
+  asio::steady_timer timer(exec, up.connectTimeout);
+  auto r = co_await (asio::async_connect(sock, results, kUse) || timer.async_wait(kUse));
+  if (r.index() != 0) {
+    co_await fatalToClient(sqlstate::kConnectionFailure, fail("connection timed out"));
+    co_return false;
+  }
+  if (auto ec = std::get<0>(std::get<0>(r))) {
+    co_await fatalToClient(sqlstate::kConnectionFailure, fail(ec.message()));
+    co_return false;
+  }
+  error_code ignored;
+  sock.set_option(tcp::no_delay(true), ignored);
+  server_.emplace(std::move(sock));
+  if (up.tls == config::UpstreamTls::Disable) co_return true;
+
+  if (co_await server_->writeAll(protocol::encodeSslRequest())) {
+    co_await fatalToClient(sqlstate::kConnectionFailure, fail("connection lost during TLS negotiation"));
+    co_return false;
+  }
+  char answer = 0;
+  auto [ec, n] = co_await server_->readSome(&answer, 1);
+  if (ec || n != 1) {
+    co_await fatalToClient(sqlstate::kConnectionFailure, fail("connection lost during TLS negotiation"));
+    co_return false;
+  }
+  if (answer == 'S') {
+    bool verifyHost = up.tls == config::UpstreamTls::VerifyFull;
+    std::string name = up.serverName.empty() ? up.host : up.serverName;
+    if (auto hec = co_await server_->startTls(*shared_.upstreamTls, asio::ssl::stream_base::client, name, verifyHost)) {
+      co_await fatalToClient(sqlstate::kConnectionFailure, fail("TLS handshake failed: " + hec.message()));
+      co_return false;
+    }
+    co_return true;
+  }
+  if (answer == 'N' && up.tls == config::UpstreamTls::Prefer) co_return true;
+  co_await fatalToClient(sqlstate::kConnectionFailure,
+                         fail(answer == 'N' ? "the server does not support TLS" : "unexpected answer to SSLRequest"));
+  co_return false;
+}
+
+asio::awaitable<bool> Session::authenticate(const protocol::StartupPacket& sp) {
+  if (co_await server_->writeAll(protocol::encodeStartup(sp.code, sp.params))) {
+    co_await fatalToClient(sqlstate::kConnectionFailure, "pgveil: upstream connection lost during start-up");
+    reason_ = CloseReason::UpstreamUnavailable;
+    co_return false;
+  }
+  std::string toClient;
+  std::uint64_t serverBytes = 0;
+  auto flush = [&]() -> asio::awaitable<bool> {
+    if (toClient.empty()) co_return true;
+    auto ec = co_await client_.writeAll(toClient);
+    bytesToClient_ += toClient.size();
+    toClient.clear();
+    co_return !ec;
+  };
+  for (;;) {
+    Message m;
+    int r = co_await readMessage(*server_, serverIn_, kMaxAuthMessage, m, serverBytes);
+    if (r <= 0 || !isBackendType(m.type)) {
+      co_await flush();
+      reason_ = r == 0 ? CloseReason::UpstreamUnavailable : CloseReason::ServerProtocolError;
+      co_await fatalToClient(r == 0 ? sqlstate::kConnectionFailure : sqlstate::kProtocolViolation,
+                             r == 0 ? "pgveil: upstream closed the connection during authentication"
+                                    : "pgveil: invalid message from the upstream server during authentication");
+      co_return false;
+    }
+    bool needReply = false;
+    bool done = false;
+    switch (m.type) {
+      case msg::kAuthentication: {
+        protocol::AuthenticationMsg a;
+        if (!protocol::decodeAuthentication(m.payload, a)) {
+          reason_ = CloseReason::ServerProtocolError;
+          co_await flush();
+          co_await fatalToClient(sqlstate::kProtocolViolation, "pgveil: invalid authentication request from server");
+          co_return false;
+        }
+        if (a.code == protocol::auth::kSasl) {
+          // Channel binding ties SCRAM to one TLS connection; pgveil terminates TLS, so the
+          // client and the server never share one. Offer only the unbound mechanisms.
+          std::vector<std::string_view> kept;
+          for (auto mech : a.saslMechanisms) {
+            if (mech.size() < 5 || mech.substr(mech.size() - 5) != "-PLUS") kept.push_back(mech);
+          }
+          protocol::appendAuthenticationSasl(toClient, kept);
+        } else {
+          toClient.append(m.bytes);
+        }
+        authenticated_ = authenticated_ || a.code == protocol::auth::kOk;
+        needReply = a.code == protocol::auth::kCleartext || a.code == protocol::auth::kMd5 ||
+                    a.code == protocol::auth::kSasl || a.code == protocol::auth::kSaslContinue ||
+                    a.code == protocol::auth::kGss || a.code == 8 || a.code == protocol::auth::kSspi;
+        break;
+      }
+      case msg::kErrorResponse:
+        toClient.append(m.bytes);
+        serverIn_.consume(m.bytes.size());
+        co_await flush();
+        reason_ = CloseReason::AuthFailed;
+        co_return false;
+      case msg::kBackendKeyData: {
+        protocol::BackendKeyDataMsg k;
+        if (protocol::decodeBackendKeyData(m.payload, k) && !backendKey_) {
+          backendKey_ = {k.pid, k.key};
+          shared_.cancels.add(k.pid, k.key);
+        }
+        toClient.append(m.bytes);
+        break;
+      }
+      case msg::kReadyForQuery: {
+        protocol::ReadyForQueryMsg z;
+        if (protocol::decodeReadyForQuery(m.payload, z)) txStatus_ = z.status;
+        toClient.append(m.bytes);
+        done = authenticated_;
+        break;
+      }
+      case msg::kParameterStatus:
+      case msg::kNoticeResponse:
+      case msg::kNegotiateProtocol:
+        toClient.append(m.bytes);
+        break;
+      default:
+        reason_ = CloseReason::ServerProtocolError;
+        co_await flush();
+        co_await fatalToClient(sqlstate::kProtocolViolation, "pgveil: unexpected message from server during start-up");
+        co_return false;
+    }
+    serverIn_.consume(m.bytes.size());
+    if (needReply || done) {
+      if (!co_await flush()) co_return false;
+    }
+    if (done) co_return true;
+    if (!needReply) continue;
+    Message c;
+    int cr = co_await readMessage(client_, clientIn_, kMaxAuthMessage, c, bytesFromClient_);
+    if (cr <= 0) {
+      reason_ = cr == 0 ? CloseReason::ClientClosed : CloseReason::ClientProtocolError;
+      if (cr < 0) co_await fatalToClient(sqlstate::kProtocolViolation, "invalid message length");
+      co_return false;
+    }
+    if (c.type == msg::kTerminate) {
+      reason_ = CloseReason::ClientTerminated;
+      co_return false;
+    }
+    if (c.type != msg::kPassword) {
+      reason_ = CloseReason::ClientProtocolError;
+      co_await fatalToClient(sqlstate::kProtocolViolation,
+                             "expected password response, got message type " + std::to_string(int(c.type)));
+      co_return false;
+    }
+    auto ec = co_await server_->writeAll(c.bytes);
+    clientIn_.consume(c.bytes.size());
+    if (ec) {
+      reason_ = CloseReason::UpstreamUnavailable;
+      co_await fatalToClient(sqlstate::kConnectionFailure, "pgveil: upstream connection lost during authentication");
+      co_return false;
+    }
+  }
+}
+
+bool Session::scanClient(OutBatch& out, bool& terminated) {
+  const std::uint32_t maxLen = config_->connections.maxMessageSize;
+  clientWant_ = 0;
+  for (;;) {
+    auto data = clientIn_.data();
+    if (data.empty()) return true;
+    if (clientStreamLeft_ > 0) {
+      auto take = std::min(clientStreamLeft_, data.size());
+      out.ref(data.substr(0, take));
+      clientIn_.consume(take);
+      clientStreamLeft_ -= take;
+      continue;
+    }
+    protocol::FrameHeader h;
+    switch (protocol::peekHeader(data, maxLen, h)) {
+      case protocol::HeaderStatus::NeedMore:
+        return true;
+      case protocol::HeaderStatus::TooShort:
+        pendingFatal_ = encodeFatal(sqlstate::kProtocolViolation, "invalid message length");
+        return false;
+      case protocol::HeaderStatus::TooLong:
+        pendingFatal_ = encodeFatal(sqlstate::kProgramLimitExceeded,
+                                    "pgveil: message of " + std::to_string(h.length) +
+                                        " bytes exceeds connections.max_message_size (" + std::to_string(maxLen) + ")");
+        return false;
+      case protocol::HeaderStatus::Ok:
+        break;
+    }
+    if (!isFrontendType(h.type)) {
+      pendingFatal_ = encodeFatal(sqlstate::kProtocolViolation,
+                                  "invalid frontend message type " + std::to_string(static_cast<unsigned char>(h.type)));
+      return false;
+    }
+    if (data.size() >= h.total()) {
+      out.ref(data.substr(0, h.total()));
+      clientIn_.consume(h.total());
+      if (h.type == msg::kTerminate) {
+        terminated = true;
+        return true;
+      }
+      continue;
+    }
+    if (!clientMayStream(h.type)) {
+      clientWant_ = h.total();
+      return true;
+    }
+    out.ref(data);
+    clientIn_.consume(data.size());
+    clientStreamLeft_ = h.total() - data.size();
+    return true;
+  }
+}
+
+bool Session::scanServer(OutBatch& out) {
+  serverWant_ = 0;
+  for (;;) {
+    auto data = serverIn_.data();
+    if (data.empty()) return true;
+    if (serverStreamLeft_ > 0) {
+      auto take = std::min(serverStreamLeft_, data.size());
+      out.ref(data.substr(0, take));
+      serverIn_.consume(take);
+      serverStreamLeft_ -= take;
+      continue;
+    }
+    protocol::FrameHeader h;
+    auto st = protocol::peekHeader(data, protocol::kAbsoluteMaxMessage, h);
+    if (st == protocol::HeaderStatus::NeedMore) return true;
+    if (st != protocol::HeaderStatus::Ok || !isBackendType(h.type) || h.type == msg::kAuthentication) {
+      pendingFatal_ = encodeFatal(sqlstate::kProtocolViolation, "pgveil: invalid message from the upstream server");
+      return false;
+    }
+    lastServerType_ = h.type;
+    if (data.size() >= h.total()) {
+      if (h.type == msg::kReadyForQuery && h.length == 5) txStatus_ = data[5];
+      out.ref(data.substr(0, h.total()));
+      serverIn_.consume(h.total());
+      continue;
+    }
+    if (!serverMayStream(h.type)) {
+      serverWant_ = h.total();
+      return true;
+    }
+    out.ref(data);
+    serverIn_.consume(data.size());
+    serverStreamLeft_ = h.total() - data.size();
+    return true;
+  }
+}
+
+asio::awaitable<void> Session::clientToServer() {
+  OutBatch out;
+  for (;;) {
+    bool terminated = false;
+    bool ok = scanClient(out, terminated);
+    if (!out.empty()) {
+      auto ec = co_await server_->writeAll(out.buffers());
+      out.clear();
+      if (ec) {
+        reason_ = CloseReason::ServerClosed;
+        co_return;
+      }
+    }
+    if (!ok) {
+      reason_ = CloseReason::ClientProtocolError;
+      co_return;
+    }
+    if (terminated) {
+      // The server ends the connection after Terminate; serverToClient sees that and ends the relay.
+      reason_ = CloseReason::ClientTerminated;
+      co_await idleForever();
+      co_return;
+    }
+    clientIn_.compact(clientWant_);
+    auto [ec, n] = co_await client_.readSome(clientIn_.writePtr(), clientIn_.writable());
+    if (ec) {
+      reason_ = CloseReason::ClientClosed;
+      if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+        // Half-close: the server still answers what it already received, then sees EOF and closes.
+        server_->shutdownSend();
+        co_await idleForever();
+      }
+      co_return;
+    }
+    clientIn_.commit(n);
+    bytesFromClient_ += n;
+  }
+}
+
+asio::awaitable<void> Session::serverToClient() {
+  OutBatch out;
+  for (;;) {
+    bool ok = scanServer(out);
+    if (!out.empty()) {
+      auto bytes = out.bytes();
+      auto ec = co_await client_.writeAll(out.buffers());
+      out.clear();
+      if (ec) {
+        reason_ = CloseReason::ClientClosed;
+        co_return;
+      }
+      bytesToClient_ += bytes;
+    }
+    if (!ok) {
+      reason_ = CloseReason::ServerProtocolError;
+      co_return;
+    }
+    serverIn_.compact(serverWant_);
+    auto [ec, n] = co_await server_->readSome(serverIn_.writePtr(), serverIn_.writable());
+    if (ec) {
+      if (reason_ != CloseReason::ClientTerminated) reason_ = CloseReason::ServerClosed;
+      co_return;
+    }
+    serverIn_.commit(n);
+  }
+}
+
+asio::awaitable<void> runSession(SharedState& shared, Worker& worker, tcp::socket socket) {
+  Session session(shared, worker, std::move(socket));
+  try {
+    co_await session.run();
+  } catch (const std::exception& e) {
+    spdlog::error("session ended by an internal error: {}", e.what());
+  }
+}
+
+void terminateSessions(Worker& worker) {
+  // terminate() cancels I/O; sessions remove themselves from the set when they end.
+  std::vector<Session*> sessions(worker.sessions.begin(), worker.sessions.end());
+  for (auto* s : sessions) s->terminate();
+}
+
+}  // namespace pgveil::proxy

@@ -1,0 +1,18 @@
+#pragma once
+// One client connection: startup (SSLRequest, GSSENCRequest, CancelRequest, StartupMessage),
+// upstream connect and TLS, authentication relay, then one coroutine per direction.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "proxy/shared_state.hpp"
+
+namespace pgveil::proxy {
+
+// Runs a session to completion on the worker's thread. Never throws for I/O or protocol errors.
+boost::asio::awaitable<void> runSession(SharedState& shared, Worker& worker, boost::asio::ip::tcp::socket socket);
+
+// Asks every session of this worker to end with 57P01 (admin shutdown). Call on the worker's thread.
+void terminateSessions(Worker& worker);
+
+}  // namespace pgveil::proxy

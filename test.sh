@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds the tests (AddressSanitizer + UBSan) and runs every test:
+# unit, fuzz replay and integration against a throwaway PostgreSQL on a free loopback port.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")" && pwd)
+cd "$ROOT"
+
+./scripts/install-deps.sh
+./scripts/build.sh test
+cd build-test
+# halt_on_error: a sanitizer finding fails the test that triggered it.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+ctest --output-on-failure -j2 --timeout 600

@@ -1,0 +1,124 @@
+#include "config/config.hpp"
+
+#include <gtest/gtest.h>
+
+namespace pgveil::config {
+namespace {
+
+std::string errorOf(const std::string& yaml) {
+  try {
+    (void)loadConfigText(yaml, "test.yaml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ConfigTest, DefaultsFromEmptyFile) {
+  auto c = loadConfigText("", "empty.yaml");
+  EXPECT_EQ(c.listen.host, "127.0.0.1");
+  EXPECT_EQ(c.listen.port, 6432);
+  EXPECT_EQ(c.upstream.port, 5432);
+  EXPECT_EQ(c.upstream.tls, UpstreamTls::Prefer);
+  EXPECT_EQ(c.tls.mode, ClientTls::Disable);
+  EXPECT_EQ(c.connections.maxMessageSize, 64u << 20);
+}
+
+TEST(ConfigTest, ReadsEverySection) {
+  auto c = loadConfigText(R"(
+listen: 0.0.0.0:7000
+workers: 3
+upstream:
+  host: db.internal
+  port: 5433
+  tls: require
+  connect_timeout: 250ms
+connections:
+  max_clients: 50
+  startup_timeout: 2m
+  max_message_size: 1MB
+  shutdown_timeout: 1h
+admin:
+  listen: "[::1]:9931"
+log:
+  level: debug
+)",
+                          "x.yaml");
+  EXPECT_EQ(c.listen.host, "0.0.0.0");
+  EXPECT_EQ(c.listen.port, 7000);
+  EXPECT_EQ(c.workers, 3u);
+  EXPECT_EQ(c.upstream.host, "db.internal");
+  EXPECT_EQ(c.upstream.tls, UpstreamTls::Require);
+  EXPECT_EQ(c.upstream.connectTimeout.count(), 250);
+  EXPECT_EQ(c.connections.maxClients, 50u);
+  EXPECT_EQ(c.connections.startupTimeout.count(), 120000);
+  EXPECT_EQ(c.connections.maxMessageSize, 1u << 20);
+  EXPECT_EQ(c.connections.shutdownTimeout.count(), 3600000);
+  EXPECT_TRUE(c.admin.enabled);
+  EXPECT_EQ(c.admin.listen.host, "::1");
+  EXPECT_EQ(c.admin.listen.port, 9931);
+  EXPECT_EQ(c.log.level, "debug");
+}
+
+TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {
+  auto e = errorOf("listen: 127.0.0.1:1\nupstream:\n  host: x\n  prot: 5432\n");
+  EXPECT_NE(e.find("test.yaml:4:3"), std::string::npos) << e;
+  EXPECT_NE(e.find("upstream.prot"), std::string::npos) << e;
+  e = errorOf("bogus: 1\n");
+  EXPECT_NE(e.find("test.yaml:1:1"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown key 'bogus'"), std::string::npos) << e;
+}
+
+TEST(ConfigTest, BadValuesNameTheKey) {
+  struct Case {
+    const char* yaml;
+    const char* expect;
+  } cases[] = {
+      {"listen: nope\n", "test.yaml:1:9: listen: expected host:port"},
+      {"listen: 1.2.3.4:70000\n", "listen: expected host:port"},
+      {"workers: -1\n", "workers: expected a whole number"},
+      {"upstream:\n  port: 0\n", "test.yaml:2:9: upstream.port: must be between 1 and 65535"},
+      {"upstream:\n  tls: maybe\n", "upstream.tls: expected one of"},
+      {"upstream:\n  tls: verify-full\n", "verify-full need upstream.ca_file"},
+      {"upstream:\n  ca_file: /nonexistent/ca.pem\n", "cannot read file '/nonexistent/ca.pem'"},
+      {"connections:\n  startup_timeout: 5 days\n", "connections.startup_timeout"},
+      {"connections:\n  startup_timeout: 5d\n", "unknown duration unit 'd'"},
+      {"connections:\n  max_message_size: 12XB\n", "unknown size unit 'XB'"},
+      {"connections:\n  max_message_size: 2GB\n", "connections.max_message_size: must be"},
+      {"tls:\n  mode: require\n", "TLS for clients needs tls.cert and tls.key"},
+      {"log:\n  level: loud\n", "log.level"},
+      {"upstream: [1, 2]\n", "upstream: expected a mapping"},
+      {"listen: [\n", "test.yaml:"},
+  };
+  for (const auto& c : cases) {
+    auto e = errorOf(c.yaml);
+    EXPECT_NE(e.find(c.expect), std::string::npos) << "yaml: " << c.yaml << "\nerror: " << e;
+  }
+}
+
+TEST(ConfigTest, MissingFileIsAnError) {
+  EXPECT_THROW((void)loadConfigFile("/nonexistent/pgveil.yaml"), ConfigError);
+}
+
+TEST(ConfigTest, EndpointParsing) {
+  Endpoint e;
+  EXPECT_TRUE(parseEndpoint("localhost:5432", e));
+  EXPECT_EQ(e.host, "localhost");
+  EXPECT_TRUE(parseEndpoint("[::1]:6432", e));
+  EXPECT_EQ(e.host, "::1");
+  EXPECT_EQ(e.toString(), "[::1]:6432");
+  EXPECT_FALSE(parseEndpoint("::1:6432", e));
+  EXPECT_FALSE(parseEndpoint("host:", e));
+  EXPECT_FALSE(parseEndpoint(":5432", e));
+  EXPECT_FALSE(parseEndpoint("host:12ab", e));
+  EXPECT_FALSE(parseEndpoint("host:123456", e));
+}
+
+TEST(ConfigTest, ExampleConfigIsValid) {
+  auto c = loadConfigFile(PGVEIL_SOURCE_DIR "/examples/pgveil.yaml");
+  EXPECT_EQ(c.listen.port, 6432);
+  EXPECT_EQ(c.upstream.port, 54320);
+}
+
+}  // namespace
+}  // namespace pgveil::config
