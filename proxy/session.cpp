@@ -228,6 +228,12 @@ class Session {
   asio::awaitable<void> fatalToClient(const char* code, std::string_view message);
   std::string encodeFatal(const char* code, std::string_view message) const;
   void logClose() const;
+  // In the relay, the direction that stops first decides why the session ends; the other
+  // direction is then cancelled and must not overwrite it.
+  void setRelayReason(CloseReason r) {
+    if (!relayReasonSet_) reason_ = r;
+    relayReasonSet_ = true;
+  }
 
   SharedState& shared_;
   Worker& worker_;
@@ -249,6 +255,7 @@ class Session {
   bool clientTlsDone_ = false;
   bool authenticated_ = false;
   bool terminating_ = false;
+  bool relayReasonSet_ = false;
   std::size_t clientStreamLeft_ = 0;  // bytes of a streamed client message still to forward
   std::size_t serverStreamLeft_ = 0;  // bytes of a streamed server message still to forward
   std::size_t clientWant_ = 0;        // capacity needed for a client message inspected whole
@@ -746,24 +753,24 @@ asio::awaitable<void> Session::clientToServer() {
       auto ec = co_await server_->writeAll(out.buffers());
       out.clear();
       if (ec) {
-        reason_ = CloseReason::ServerClosed;
+        setRelayReason(CloseReason::ServerClosed);
         co_return;
       }
     }
     if (!ok) {
-      reason_ = CloseReason::ClientProtocolError;
+      setRelayReason(CloseReason::ClientProtocolError);
       co_return;
     }
     if (terminated) {
       // The server ends the connection after Terminate; serverToClient sees that and ends the relay.
-      reason_ = CloseReason::ClientTerminated;
+      setRelayReason(CloseReason::ClientTerminated);
       co_await idleForever();
       co_return;
     }
     clientIn_.compact(clientWant_);
     auto [ec, n] = co_await client_.readSome(clientIn_.writePtr(), clientIn_.writable());
     if (ec) {
-      reason_ = CloseReason::ClientClosed;
+      setRelayReason(CloseReason::ClientClosed);
       if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
         // Half-close: the server still answers what it already received, then sees EOF and closes.
         server_->shutdownSend();
@@ -785,19 +792,19 @@ asio::awaitable<void> Session::serverToClient() {
       auto ec = co_await client_.writeAll(out.buffers());
       out.clear();
       if (ec) {
-        reason_ = CloseReason::ClientClosed;
+        setRelayReason(CloseReason::ClientClosed);
         co_return;
       }
       bytesToClient_ += bytes;
     }
     if (!ok) {
-      reason_ = CloseReason::ServerProtocolError;
+      setRelayReason(CloseReason::ServerProtocolError);
       co_return;
     }
     serverIn_.compact(serverWant_);
     auto [ec, n] = co_await server_->readSome(serverIn_.writePtr(), serverIn_.writable());
     if (ec) {
-      if (reason_ != CloseReason::ClientTerminated) reason_ = CloseReason::ServerClosed;
+      setRelayReason(CloseReason::ServerClosed);
       co_return;
     }
     serverIn_.commit(n);

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# ctest fixture: a throwaway PostgreSQL 15 on a free loopback port, seeded with the demo data.
+#   test-cluster.sh setup ENVFILE    start, seed, write PGVEIL_TEST_* variables to ENVFILE
+#   test-cluster.sh cleanup ENVFILE  stop and remove
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cmd=${1:?setup|cleanup}
+envfile=${2:?ENVFILE}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+case "$cmd" in
+  setup)
+    if [[ -f "$envfile" ]]; then "$0" cleanup "$envfile"; fi
+    dir=$(mktemp -d /tmp/pgveil-test.XXXXXX)
+    chmod 755 "$dir"
+    port=$(free_port)
+    "$ROOT/scripts/pg-cluster.sh" start "$dir" "$port"
+    "$ROOT/scripts/pg-cluster.sh" seed "$dir" "$port"
+    psql=(psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres)
+    [[ $(id -u) -eq 0 ]] && psql=(runuser -u postgres -- "${psql[@]}")
+    "${psql[@]}" -d postgres <<'SQL'
+CREATE ROLE pgveil_test LOGIN SUPERUSER PASSWORD 'pgveil_test';
+CREATE ROLE pgveil_trust LOGIN;
+CREATE ROLE pgveil_password LOGIN PASSWORD 'pgveil_password';
+SET password_encryption = 'md5';
+CREATE ROLE pgveil_md5 LOGIN PASSWORD 'pgveil_md5';
+GRANT CONNECT ON DATABASE clinic TO pgveil_trust, pgveil_password, pgveil_md5;
+CREATE DATABASE bench;
+SQL
+    "${psql[@]}" -d clinic -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO pgveil_trust, pgveil_password, pgveil_md5"
+    pgb=(pgbench -q -i -s 1 -h "$dir" -p "$port" -U postgres bench)
+    [[ $(id -u) -eq 0 ]] && pgb=(runuser -u postgres -- "${pgb[@]}")
+    "${pgb[@]}" >/dev/null 2>&1
+    "${psql[@]}" -d bench -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO admin"
+    # A certificate for pgveil's own client-facing TLS, readable by the tests.
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=localhost" \
+      -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+      -keyout "$dir/pgveil.key" -out "$dir/pgveil.crt" >/dev/null 2>&1
+    cp "$dir/data/server.crt" "$dir/upstream-ca.crt"
+    chmod 644 "$dir/upstream-ca.crt" "$dir/pgveil.crt"
+    cat >"$envfile" <<ENV
+PGVEIL_TEST_PGDIR=$dir
+PGVEIL_TEST_PGPORT=$port
+ENV
+    echo "test cluster on 127.0.0.1:$port in $dir"
+    ;;
+  cleanup)
+    [[ -f "$envfile" ]] || exit 0
+    dir=$(sed -n 's/^PGVEIL_TEST_PGDIR=//p' "$envfile")
+    if [[ -n "$dir" && -d "$dir" ]]; then
+      "$ROOT/scripts/pg-cluster.sh" stop "$dir"
+      rm -rf "$dir"
+    fi
+    rm -f "$envfile"
+    ;;
+esac
