@@ -2,6 +2,8 @@
 
 #include <pg_query.h>
 
+#include <cstring>
+
 namespace pgveil::masking {
 
 ParseResult parseSql(const std::string& sql) {
@@ -12,7 +14,12 @@ ParseResult parseSql(const std::string& sql) {
     out.errorPosition = r.error->cursorpos;
   } else {
     out.ok = true;
-    out.json = r.parse_tree ? r.parse_tree : "";
+    if (r.parse_tree) {
+      // Room for simdjson's padding so that it can parse in place without copying.
+      std::size_t n = std::strlen(r.parse_tree);
+      out.json.reserve(n + 64);
+      out.json.assign(r.parse_tree, n);
+    }
   }
   pg_query_free_parse_result(r);
   return out;
