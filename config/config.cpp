@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -37,6 +38,14 @@ bool parseEndpoint(const std::string& text, Endpoint& out) {
   out.host = host;
   out.port = static_cast<std::uint16_t>(p);
   return true;
+}
+
+std::string CatalogConfig::resolvedPassword() const {
+  if (!passwordEnv.empty()) {
+    const char* v = std::getenv(passwordEnv.c_str());
+    return v ? v : "";
+  }
+  return password;
 }
 
 namespace {
@@ -131,6 +140,25 @@ Config parse(const YAML::Node& root, const std::string& path) {
     c.admin.enabled = top.has("admin");
     c.admin.listen = readEndpoint(a, "listen", c.admin.listen);
     a.finish();
+  }
+  {
+    auto a = top.map("analyzer");
+    c.analyzer.maxQuerySize = static_cast<std::uint32_t>(a.size("max_query_size", c.analyzer.maxQuerySize, 1024, 64u << 20));
+    c.analyzer.cacheSize = a.size("cache_size", c.analyzer.cacheSize, 0, 4ull << 30);
+    a.finish();
+  }
+  {
+    auto k = top.map("catalog");
+    c.catalog.user = k.str("user", c.catalog.user);
+    c.catalog.password = k.str("password", "");
+    c.catalog.passwordEnv = k.str("password_env", "");
+    if (!c.catalog.password.empty() && !c.catalog.passwordEnv.empty()) {
+      k.fail(k.get("password_env"), "password_env", "give either password or password_env, not both");
+    }
+    c.catalog.refreshInterval = k.duration("refresh_interval", c.catalog.refreshInterval);
+    c.catalog.loadTimeout = k.duration("load_timeout", c.catalog.loadTimeout);
+    if (c.catalog.loadTimeout.count() < 100) k.fail(k.get("load_timeout"), "load_timeout", "must be at least 100ms");
+    k.finish();
   }
   {
     auto l = top.map("log");

@@ -55,6 +55,21 @@ struct AdminConfig {
   Endpoint listen{"127.0.0.1", 9930};
 };
 
+struct AnalyzerConfig {
+  std::uint32_t maxQuerySize = 1u << 20;   // larger query texts are not parsed (refused for masked roles)
+  std::uint64_t cacheSize = 32ull << 20;    // per worker thread
+};
+
+// The service connection pgveil uses to read the catalog (relations, columns, views, roles).
+struct CatalogConfig {
+  std::string user = "pgveil";
+  std::string password;
+  std::string passwordEnv;  // read the password from this environment variable
+  std::chrono::milliseconds refreshInterval{300000};
+  std::chrono::milliseconds loadTimeout{10000};
+  [[nodiscard]] std::string resolvedPassword() const;
+};
+
 struct LogConfig {
   std::string level = "info";  // trace, debug, info, warn, error, critical, off
 };
@@ -67,6 +82,8 @@ struct Config {
   ClientTlsConfig tls;
   ConnectionsConfig connections;
   AdminConfig admin;
+  AnalyzerConfig analyzer;
+  CatalogConfig catalog;
   LogConfig log;
 };
 

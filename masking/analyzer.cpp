@@ -224,10 +224,45 @@ const std::unordered_set<std::string_view>& valueCatalogs() {
 }
 
 // The name PostgreSQL gives an unnamed output column (FigureColname in parse_target.c).
-std::string figureName(const El& node) {
+std::string figureNameSimple(const El& node, std::string_view t, const Obj& b);
+
+// Returns the name and its strength as PostgreSQL ranks it: 2 for a name taken from a column,
+// function or field, 1 for a fallback such as "case" or a type name.
+std::pair<std::string, int> figureNameStrength(const El& node);
+
+std::string figureName(const El& node) { return figureNameStrength(node).first; }
+
+std::pair<std::string, int> figureNameStrength(const El& node) {
   std::string_view t;
   Obj b;
-  if (!unwrap(node, t, b)) return "?column?";
+  if (!unwrap(node, t, b)) return {"?column?", 0};
+  if (t == "CaseExpr") {
+    // The ELSE branch names the column when it is a strong name.
+    if (auto def = get(b, "defresult")) {
+      auto r = figureNameStrength(*def);
+      if (r.second == 2) return r;
+    }
+    return {"case", 1};
+  }
+  if (t == "TypeCast") {
+    if (auto arg = get(b, "arg")) {
+      auto r = figureNameStrength(*arg);
+      if (r.second > 0) return r;
+    }
+    if (auto tn = getObject(b, "typeName")) {
+      auto names = nameList(*tn, "names");
+      if (!names.empty()) return {std::string(names.back()), 1};
+    }
+    return {"?column?", 0};
+  }
+  auto name = figureNameSimple(node, t, b);
+  if (name == "?column?") return {name, 0};
+  bool strong = t == "ColumnRef" || t == "FuncCall" || t == "A_Indirection";
+  return {name, strong ? 2 : 1};
+}
+
+std::string figureNameSimple(const El& node, std::string_view t, const Obj& b) {
+  (void)node;
   if (t == "ColumnRef") {
     auto fields = getArray(b, "fields");
     std::string last;

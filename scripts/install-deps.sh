@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   cmake ninja-build ccache g++ pkg-config
   libboost1.81-dev libssl-dev libpg-query-dev libsimdjson-dev
-  libyaml-cpp-dev libspdlog-dev libfmt-dev libre2-dev libpq-dev
+  libyaml-cpp-dev libspdlog-dev libfmt-dev libre2-dev libpq-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 postgresql-client-15 postgresql-contrib
   python3-psycopg curl procps

@@ -31,6 +31,17 @@ GRANT CONNECT ON DATABASE clinic TO pgveil_trust, pgveil_password, pgveil_md5;
 CREATE DATABASE bench;
 SQL
     "${psql[@]}" -d clinic -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO pgveil_trust, pgveil_password, pgveil_md5"
+    # Extra relations for the analyzer checks: quoted names, a second "patients", views.
+    "${psql[@]}" -d clinic <<'SQL'
+CREATE SCHEMA crm;
+CREATE TABLE crm."Users" ("ID" bigint, "EMAIL" text, "nick name" text);
+CREATE TABLE crm.patients (id bigint, email text);
+CREATE VIEW public.patient_contacts AS SELECT id, email AS contact, full_name AS name FROM public.patients;
+CREATE VIEW public.doctors_view AS SELECT doctor, count(*) AS visits FROM public.appointments GROUP BY doctor;
+GRANT USAGE ON SCHEMA crm TO PUBLIC;
+GRANT SELECT ON ALL TABLES IN SCHEMA crm TO PUBLIC;
+GRANT SELECT ON public.patient_contacts, public.doctors_view TO PUBLIC;
+SQL
     pgb=(pgbench -q -i -s 1 -h "$dir" -p "$port" -U postgres bench)
     [[ $(id -u) -eq 0 ]] && pgb=(runuser -u postgres -- "${pgb[@]}")
     "${pgb[@]}" >/dev/null 2>&1

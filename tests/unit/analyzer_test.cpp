@@ -113,6 +113,7 @@ const Case kCases[] = {
   {.sql = "SELECT 42::text", .out = "text="},
   {.sql = "SELECT CASE WHEN religion = 'None' THEN 'x' ELSE 'y' END FROM patients", .out = "case=patients.religion:e"},
   {.sql = "SELECT COALESCE(religion, 'unknown') AS r FROM patients", .out = "r=patients.religion:e"},
+  {.sql = "SELECT CASE WHEN religion IS NULL THEN 'n' ELSE religion END FROM patients", .out = "religion=patients.religion:e"},
   {.sql = "SELECT NULLIF(phone, '') FROM patients", .out = "nullif=patients.phone:e"},
   {.sql = "SELECT greatest(birth_date, created_at::date) FROM patients", .out = "greatest=patients.birth_date:e+patients.created_at:e"},
   {.sql = "SELECT ROW(email, phone) FROM patients", .out = "row=patients.email:e+patients.phone:e"},
@@ -449,6 +450,53 @@ TEST(CatalogTest, ResolutionAndMembership) {
   EXPECT_FALSE(c->isMemberOf("analyst", "support_team"));
   EXPECT_EQ(c->byOid(16400)->name, "patients");
   EXPECT_EQ(c->byOid(16400)->columnByAttnum(3)->name, "email");
+}
+
+}  // namespace
+}  // namespace pgveil::masking
+
+#include "masking/analysis_cache.hpp"
+
+namespace pgveil::masking {
+namespace {
+
+TEST(AnalysisCacheTest, HitsMissesAndContext) {
+  Analyzer analyzer;
+  auto catalog = makeDemoCatalog();
+  AnalysisCache cache(1 << 20);
+  auto ctxKey = AnalysisCache::contextKey(1, "public");
+  EXPECT_EQ(cache.find("SELECT 1", ctxKey), nullptr);
+  auto a = analyzer.analyze("SELECT 1", {catalog.get(), {"public"}});
+  cache.insert("SELECT 1", ctxKey, a);
+  EXPECT_EQ(cache.find("SELECT 1", ctxKey), a);
+  // Same text under another search_path or catalog generation is another entry.
+  EXPECT_EQ(cache.find("SELECT 1", AnalysisCache::contextKey(1, "crm")), nullptr);
+  EXPECT_EQ(cache.find("SELECT 1", AnalysisCache::contextKey(2, "public")), nullptr);
+  EXPECT_EQ(cache.find("SELECT  1", ctxKey), nullptr);
+  auto s = cache.stats();
+  EXPECT_EQ(s.hits, 1u);
+  EXPECT_EQ(s.misses, 4u);
+  EXPECT_EQ(s.entries, 1u);
+}
+
+TEST(AnalysisCacheTest, EvictsLeastRecentlyUsedWithinBudget) {
+  Analyzer analyzer;
+  auto catalog = makeDemoCatalog();
+  auto one = analyzer.analyze("SELECT email FROM patients WHERE id = 0", {catalog.get(), {"public"}});
+  std::size_t per = one->memoryEstimate() + 200;
+  AnalysisCache cache(per * 10);
+  std::vector<std::string> texts;
+  for (int i = 0; i < 30; ++i) texts.push_back("SELECT email FROM patients WHERE id = " + std::to_string(i));
+  for (const auto& t : texts) {
+    cache.insert(t, 7, analyzer.analyze(t, {catalog.get(), {"public"}}));
+    (void)cache.find(texts[0], 7);  // keep the first one hot
+  }
+  auto s = cache.stats();
+  EXPECT_LE(s.bytes, per * 10);
+  EXPECT_GT(s.evictions, 15u);
+  EXPECT_NE(cache.find(texts[0], 7), nullptr);   // recently used: kept
+  EXPECT_EQ(cache.find(texts[1], 7), nullptr);   // old: evicted
+  EXPECT_NE(cache.find(texts[29], 7), nullptr);  // newest: kept
 }
 
 }  // namespace

@@ -1,0 +1,68 @@
+#pragma once
+// Catalog snapshots per database, loaded from the upstream server through pgveil's own service
+// connection (libpq, on a dedicated thread: never a session's connection, never a session
+// thread). Snapshots are immutable and swapped whole; refreshed on an interval and on demand
+// (an OID the snapshot does not know).
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.hpp"
+#include "masking/catalog.hpp"
+
+namespace pgveil::proxy {
+
+// Loads one snapshot synchronously (used by the service thread, `pgveil explain` and tests).
+// Throws std::runtime_error with libpq's message on failure.
+[[nodiscard]] std::shared_ptr<const masking::Catalog> loadCatalog(const config::Config& cfg, const std::string& database,
+                                                                  std::uint64_t generation);
+
+class CatalogService {
+ public:
+  explicit CatalogService(std::shared_ptr<const config::Config> config);
+  ~CatalogService();
+  CatalogService(const CatalogService&) = delete;
+  CatalogService& operator=(const CatalogService&) = delete;
+
+  // The current snapshot, or null when none has loaded yet (then a load is requested).
+  [[nodiscard]] std::shared_ptr<const masking::Catalog> current(const std::string& database);
+  // Waits (bounded by catalog.load_timeout) for a snapshot; null when loading failed.
+  boost::asio::awaitable<std::shared_ptr<const masking::Catalog>> acquire(std::string database);
+  // Asks for a fresh snapshot (an unknown OID); at most one refresh per second per database.
+  void requestRefresh(const std::string& database);
+  [[nodiscard]] std::uint64_t loads() const;
+  [[nodiscard]] std::uint64_t failures() const;
+
+ private:
+  struct Entry {
+    std::shared_ptr<const masking::Catalog> snapshot;
+    std::chrono::steady_clock::time_point loadedAt{};
+    std::chrono::steady_clock::time_point lastRequest{};
+    bool queued = false;
+    std::string lastError;
+    std::uint64_t attempts = 0;
+  };
+  void run();
+
+  std::shared_ptr<const config::Config> config_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::map<std::string, Entry> entries_;
+  std::deque<std::string> queue_;
+  bool stopping_ = false;
+  std::uint64_t generation_ = 0;
+  std::uint64_t loads_ = 0;
+  std::uint64_t failures_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace pgveil::proxy
