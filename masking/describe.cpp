@@ -8,8 +8,18 @@ namespace pgveil::masking {
 namespace {
 std::string relName(const Catalog& catalog, std::uint32_t oid) {
   const auto* r = catalog.byOid(oid);
-  if (!r) return "#" + std::to_string(oid);
-  return (r->schema == "public" ? std::string() : r->schema + ".") + r->name;
+  std::string out;
+  if (!r) {
+    out += '#';
+    out += std::to_string(oid);
+    return out;
+  }
+  if (r->schema != "public") {
+    out += r->schema;
+    out += '.';
+  }
+  out += r->name;
+  return out;
 }
 char letter(Derivation d) {
   switch (d) {
@@ -25,7 +35,15 @@ char letter(Derivation d) {
 std::string columnName(const Catalog& catalog, ColumnId c) {
   const auto* r = catalog.byOid(c.relOid);
   const auto* col = r ? r->columnByAttnum(c.attnum) : nullptr;
-  return relName(catalog, c.relOid) + "." + (col ? col->name : "#" + std::to_string(c.attnum));
+  std::string out = relName(catalog, c.relOid);
+  out += '.';
+  if (col) {
+    out += col->name;
+  } else {
+    out += '#';
+    out += std::to_string(c.attnum);
+  }
+  return out;
 }
 
 std::string describeLineage(const Catalog& catalog, const Lineage& l) {
@@ -33,7 +51,10 @@ std::string describeLineage(const Catalog& catalog, const Lineage& l) {
   for (const auto& u : l.uses) parts.push_back(columnName(catalog, u.column) + ":" + letter(u.how));
   std::sort(parts.begin(), parts.end());
   std::string out;
-  for (const auto& p : parts) out += (out.empty() ? "" : "+") + p;
+  for (const auto& p : parts) {
+    if (!out.empty()) out += '+';
+    out += p;
+  }
   if (l.unknown) out += "?";
   return out;
 }
@@ -52,7 +73,10 @@ std::string describePredicates(const Catalog& catalog, const StatementAnalysis& 
   for (auto c : s.predicateColumns) parts.push_back(columnName(catalog, c));
   std::sort(parts.begin(), parts.end());
   std::string out;
-  for (const auto& p : parts) out += (out.empty() ? "" : ",") + p;
+  for (const auto& p : parts) {
+    if (!out.empty()) out += ',';
+    out += p;
+  }
   if (s.predicatesUnknown) out += "?";
   return out;
 }
@@ -62,7 +86,10 @@ std::string describeReads(const Catalog& catalog, const StatementAnalysis& s) {
   for (const auto& r : s.reads) parts.push_back(relName(catalog, r.relOid) + (r.filtered ? ":f" : ":u"));
   std::sort(parts.begin(), parts.end());
   std::string out;
-  for (const auto& p : parts) out += (out.empty() ? "" : " ") + p;
+  for (const auto& p : parts) {
+    if (!out.empty()) out += ' ';
+    out += p;
+  }
   return out;
 }
 
@@ -82,7 +109,10 @@ std::string describeFlags(const StatementAnalysis& s) {
   std::sort(f.begin(), f.end());
   f.erase(std::unique(f.begin(), f.end()), f.end());
   std::string out;
-  for (const auto& x : f) out += (out.empty() ? "" : " ") + x;
+  for (const auto& x : f) {
+    if (!out.empty()) out += ' ';
+    out += x;
+  }
   return out;
 }
 
