@@ -44,6 +44,10 @@ pgveil demo is up.
 
 TXT
 
+if [[ -z "${PGVEIL_MASKING_KEY:-}" ]]; then
+  echo "pgveil demo: PGVEIL_MASKING_KEY is not set; using a demo key (set your own in production)"
+  export PGVEIL_MASKING_KEY="pgveil-demo-key-not-for-production"
+fi
 ./build-release/pgveil --config examples/pgveil.yaml &
 PGVEIL_PID=$!
 wait "$PGVEIL_PID"

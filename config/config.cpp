@@ -48,6 +48,110 @@ std::string CatalogConfig::resolvedPassword() const {
   return password;
 }
 
+std::string MaskingConfig::resolvedKey() const {
+  if (!keyEnv.empty()) {
+    const char* v = std::getenv(keyEnv.c_str());
+    return v ? v : "";
+  }
+  return key;
+}
+
+std::string StrategySpec::toString() const {
+  std::string out = name;
+  if (!args.empty()) {
+    out += "(";
+    for (std::size_t i = 0; i < args.size(); ++i) out += (i ? ", " : "") + args[i];
+    out += ")";
+  }
+  return out;
+}
+
+bool parseStrategySpec(const std::string& text, StrategySpec& out, std::string& error) {
+  static const std::map<std::string, std::pair<std::size_t, std::size_t>> kArity = {
+      {"redact", {0, 0}}, {"null", {0, 0}},     {"partial", {2, 2}},  {"partial_email", {0, 0}},
+      {"last4", {0, 0}},  {"hash", {0, 0}},     {"tokenize", {0, 0}}, {"generalize", {1, 1}},
+      {"fixed", {1, 1}},  {"detect", {0, 0}}, {"none", {0, 0}}};
+  out = {};
+  auto open = text.find('(');
+  std::string name = text.substr(0, open);
+  while (!name.empty() && name.back() == ' ') name.pop_back();
+  out.name = name;
+  if (open != std::string::npos) {
+    auto close = text.rfind(')');
+    if (close == std::string::npos || close < open || text.find_first_not_of(' ', close + 1) != std::string::npos) {
+      error = "unbalanced parentheses in strategy '" + text + "'";
+      return false;
+    }
+    std::string inner = text.substr(open + 1, close - open - 1);
+    // Arguments: comma-separated; a single-quoted argument may contain commas ('' escapes ').
+    std::string cur;
+    bool quoted = false, wasQuoted = false;
+    for (std::size_t i = 0; i <= inner.size(); ++i) {
+      char c = i < inner.size() ? inner[i] : ',';
+      if (quoted) {
+        if (c == '\'' && i + 1 < inner.size() && inner[i + 1] == '\'') {
+          cur += '\'';
+          ++i;
+        } else if (c == '\'') {
+          quoted = false;
+        } else {
+          cur += c;
+        }
+        continue;
+      }
+      if (c == '\'') {
+        quoted = true;
+        wasQuoted = true;
+        continue;
+      }
+      if (c == ',') {
+        if (!wasQuoted) {
+          auto b = cur.find_first_not_of(' ');
+          auto e = cur.find_last_not_of(' ');
+          cur = b == std::string::npos ? "" : cur.substr(b, e - b + 1);
+        }
+        if (!cur.empty() || wasQuoted || i < inner.size()) out.args.push_back(cur);
+        cur.clear();
+        wasQuoted = false;
+        continue;
+      }
+      cur += c;
+    }
+    if (quoted) {
+      error = "unterminated quote in strategy '" + text + "'";
+      return false;
+    }
+  }
+  auto it = kArity.find(out.name);
+  if (it == kArity.end()) {
+    error = "unknown masking strategy '" + out.name +
+            "' (known: redact, null, partial(first, last), partial_email, last4, hash, tokenize, "
+            "generalize(year|month|N), fixed(value), detect, none)";
+    return false;
+  }
+  if (out.args.size() < it->second.first || out.args.size() > it->second.second) {
+    error = "strategy '" + out.name + "' takes " + std::to_string(it->second.first) + " argument(s)";
+    return false;
+  }
+  if (out.name == "partial") {
+    for (const auto& a : out.args) {
+      if (a.empty() || a.size() > 3 || a.find_first_not_of("0123456789") != std::string::npos) {
+        error = "partial(first, last) takes two small whole numbers";
+        return false;
+      }
+    }
+  }
+  if (out.name == "generalize") {
+    const auto& a = out.args[0];
+    bool number = !a.empty() && a.find_first_not_of("0123456789") == std::string::npos && a != "0" && a.size() < 19;
+    if (a != "year" && a != "month" && !number) {
+      error = "generalize takes year, month or a positive bucket size";
+      return false;
+    }
+  }
+  return true;
+}
+
 namespace {
 
 Endpoint readEndpoint(YamlMap& m, const std::string& key, const Endpoint& def) {
@@ -159,6 +263,124 @@ Config parse(const YAML::Node& root, const std::string& path) {
     c.catalog.loadTimeout = k.duration("load_timeout", c.catalog.loadTimeout);
     if (c.catalog.loadTimeout.count() < 100) k.fail(k.get("load_timeout"), "load_timeout", "must be at least 100ms");
     k.finish();
+  }
+  {
+    auto m = top.map("masking");
+    c.masking.key = m.str("key", "");
+    c.masking.keyEnv = m.str("key_env", "");
+    if (!c.masking.key.empty() && !c.masking.keyEnv.empty()) {
+      m.fail(m.get("key_env"), "key_env", "give either key or key_env, not both");
+    }
+    if (!c.masking.key.empty() && c.masking.key.size() < 16) {
+      m.fail(m.get("key"), "key", "the masking key must be at least 16 characters");
+    }
+    m.finish();
+  }
+  std::set<std::string> classes;
+  {
+    auto node = top.get("classify");
+    if (node && !node.IsMap()) top.fail(node, "classify", "expected a mapping of schema.table.column: class");
+    if (node) {
+      for (auto it = node.begin(); it != node.end(); ++it) {
+        auto key = it->first.as<std::string>();
+        int dots = 0;
+        for (char ch : key) dots += ch == '.';
+        if (dots != 2 || key.front() == '.' || key.back() == '.' || key.find("..") != std::string::npos) {
+          failAt(path, it->first.Mark(), "classify." + key + ": expected schema.table.column");
+        }
+        if (!it->second.IsScalar() || it->second.Scalar().empty()) {
+          failAt(path, it->second.Mark(), "classify." + key + ": expected a class name");
+        }
+        c.masking.classify[key] = it->second.Scalar();
+        classes.insert(it->second.Scalar());
+      }
+    }
+  }
+  {
+    auto node = top.get("roles");
+    if (node && !node.IsMap()) top.fail(node, "roles", "expected a mapping of role names");
+    if (node) {
+      for (auto it = node.begin(); it != node.end(); ++it) {
+        RolePolicyConfig role;
+        role.name = it->first.as<std::string>();
+        role.line = it->first.Mark().line + 1;
+        YamlMap r(it->second, "roles." + role.name, path);
+        role.unmasked = r.boolean("unmasked", false);
+        auto useNode = r.get("use_in_sql");
+        std::string use = useNode && useNode.IsScalar() ? useNode.Scalar() : "refuse";
+        if (use == "allow") role.allowSqlUse = true;
+        else if (use == "rewrite") r.fail(useNode, "use_in_sql", "rewrite is not supported yet: use refuse or allow");
+        else if (use != "refuse") r.fail(useNode, "use_in_sql", "expected refuse or allow");
+        auto maskNode = r.get("mask");
+        if (maskNode && !maskNode.IsMap()) r.fail(maskNode, "mask", "expected a mapping of class: strategy");
+        if (maskNode) {
+          for (auto m = maskNode.begin(); m != maskNode.end(); ++m) {
+            auto cls = m->first.as<std::string>();
+            if (cls != "*" && !classes.count(cls)) {
+              failAt(path, m->first.Mark(),
+                     "roles." + role.name + ".mask." + cls + ": class '" + cls + "' is not used in classify");
+            }
+            StrategySpec spec;
+            std::string err;
+            if (!m->second.IsScalar() || !parseStrategySpec(m->second.Scalar(), spec, err)) {
+              failAt(path, m->second.Mark(), "roles." + role.name + ".mask." + cls + ": " +
+                                                 (err.empty() ? "expected a strategy" : err));
+            }
+            role.mask[cls] = spec;
+          }
+        }
+        if (role.unmasked && !role.mask.empty()) r.fail(maskNode, "mask", "an unmasked role takes no mask");
+        auto allowNode = r.get("allow");
+        if (allowNode) {
+          if (!allowNode.IsSequence()) r.fail(allowNode, "allow", "expected a list of gate rules");
+          for (const auto& a : allowNode) {
+            auto rule = a.as<std::string>();
+            bool known = false;
+            for (auto* k : kGateRules) known = known || rule == k;
+            if (!known) failAt(path, a.Mark(), "roles." + role.name + ".allow: unknown gate rule '" + rule + "'");
+            role.allowRules.insert(rule);
+          }
+        }
+        auto trusted = r.get("trusted_functions");
+        if (trusted) {
+          if (!trusted.IsSequence()) r.fail(trusted, "trusted_functions", "expected a list of function names");
+          for (const auto& f : trusted) role.trustedFunctions.insert(f.as<std::string>());
+        }
+        r.finish();
+        c.masking.roles[role.name] = role;
+      }
+    }
+    if (!c.masking.roles.count("default")) {
+      RolePolicyConfig def;
+      def.name = "default";
+      def.mask["*"] = StrategySpec{"redact", {}};
+      c.masking.roles["default"] = def;
+    }
+  }
+  {
+    auto id = top.map("identity");
+    auto cn = id.get("client_cert_cn");
+    if (cn) {
+      if (!cn.IsMap()) id.fail(cn, "client_cert_cn", "expected a mapping of certificate CN: role");
+      for (auto it = cn.begin(); it != cn.end(); ++it) {
+        auto role = it->second.as<std::string>();
+        if (!c.masking.roles.count(role)) {
+          failAt(path, it->second.Mark(), "identity.client_cert_cn: role '" + role + "' is not defined in roles");
+        }
+        c.masking.clientCertRoles[it->first.as<std::string>()] = role;
+      }
+    }
+    id.finish();
+  }
+  if (!c.masking.classify.empty() && c.masking.resolvedKey().empty()) {
+    bool needsKey = false;
+    for (const auto& [_, role] : c.masking.roles) {
+      for (const auto& [__, spec] : role.mask) needsKey = needsKey || spec.name == "hash" || spec.name == "tokenize";
+    }
+    if (needsKey) {
+      throw ConfigError(path + ": masking.key or masking.key_env is required by the hash and tokenize strategies" +
+                        (c.masking.keyEnv.empty() ? std::string() : " (environment variable " + c.masking.keyEnv + " is empty)"));
+    }
   }
   {
     auto l = top.map("log");

@@ -3,6 +3,9 @@
 // Every error names the file, line and key (ConfigError); unknown keys are errors.
 
 #include <chrono>
+#include <map>
+#include <set>
+#include <vector>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -70,6 +73,38 @@ struct CatalogConfig {
   [[nodiscard]] std::string resolvedPassword() const;
 };
 
+// A masking strategy as written in the configuration: `partial(2, 2)` -> {partial, [2, 2]}.
+struct StrategySpec {
+  std::string name;
+  std::vector<std::string> args;
+  [[nodiscard]] std::string toString() const;
+};
+
+// Rules of the statement gate that a role may be allowed to bypass (`allow:` in a role).
+inline constexpr const char* kGateRules[] = {
+    "classified_in_expression", "classified_in_predicate", "identity_change", "copy_out", "value_catalog",
+    "file_access", "dynamic_sql", "untrusted_function", "notify", "unanalyzable", "function_call",
+    "large_object"};
+
+struct RolePolicyConfig {
+  std::string name;
+  bool unmasked = false;
+  std::map<std::string, StrategySpec> mask;  // class (or "*") -> strategy
+  bool allowSqlUse = false;                   // use_in_sql: allow (refuse is the default)
+  std::set<std::string> allowRules;           // gate rules this role may bypass
+  std::set<std::string> trustedFunctions;     // user-defined functions the role may call
+  int line = 0;
+};
+
+struct MaskingConfig {
+  std::string key;
+  std::string keyEnv;
+  std::map<std::string, std::string> classify;  // "schema.table.column" -> class
+  std::map<std::string, RolePolicyConfig> roles;  // includes "default" (implicit: mask every class)
+  std::map<std::string, std::string> clientCertRoles;  // verified client certificate CN -> policy role
+  [[nodiscard]] std::string resolvedKey() const;
+};
+
 struct LogConfig {
   std::string level = "info";  // trace, debug, info, warn, error, critical, off
 };
@@ -84,6 +119,7 @@ struct Config {
   AdminConfig admin;
   AnalyzerConfig analyzer;
   CatalogConfig catalog;
+  MaskingConfig masking;
   LogConfig log;
 };
 
@@ -91,6 +127,9 @@ struct Config {
 [[nodiscard]] Config loadConfigFile(const std::string& path);
 // Same, from text (path is used in messages only).
 [[nodiscard]] Config loadConfigText(const std::string& text, const std::string& path);
+
+// Parses a strategy spec such as `redact`, `partial(1, 2)` or `fixed('n/a')`.
+[[nodiscard]] bool parseStrategySpec(const std::string& text, StrategySpec& out, std::string& error);
 
 // Parses "host:port" or "[v6]:port".
 [[nodiscard]] bool parseEndpoint(const std::string& text, Endpoint& out);

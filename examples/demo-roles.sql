@@ -8,3 +8,10 @@ BEGIN
     END IF;
   END LOOP;
 END $$;
+-- pgveil's own service connection (reads the catalog: relations, columns, views, roles).
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgveil_catalog') THEN
+    CREATE ROLE pgveil_catalog LOGIN PASSWORD 'pgveil_catalog';
+  END IF;
+END $$;

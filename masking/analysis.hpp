@@ -91,6 +91,11 @@ struct StatementAnalysis {
   std::vector<std::string> functions;        // functions called that are not known built-ins
   std::vector<std::string> riskyFunctions;   // built-ins behind the flags above
   std::vector<std::string> notes;            // why something is unknown
+  // COPY: output format and the options that change its layout.
+  std::string copyFormat;          // "text", "csv" or "binary"
+  char copyDelimiter = 0;          // 0: the format's default
+  bool copyHeader = false;
+  bool copyNonDefaultQuoting = false;  // QUOTE/ESCAPE/NULL/FORCE_QUOTE: layout pgveil does not parse
   std::shared_ptr<const StatementAnalysis> inner;  // PREPARE/DECLARE/EXPLAIN/COPY (query): the query itself
 };
 

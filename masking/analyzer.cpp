@@ -364,9 +364,11 @@ class Walker {
   Walker(const Analyzer& analyzer, const AnalyzeContext& ctx, StatementAnalysis& out, int viewDepth)
       : analyzer_(analyzer), ctx_(ctx), out_(out), viewDepth_(viewDepth) {
     // Unqualified function names resolve in pg_catalog first unless the path puts it later.
+    // Only a search_path that names pg_catalog after another schema lets a user function shadow
+    // a built-in; an unknown path keeps PostgreSQL's default of pg_catalog first.
     const auto& sp = ctx.searchPath;
     auto it = std::find(sp.begin(), sp.end(), "pg_catalog");
-    functionsShadowable_ = sp.empty() || (it != sp.end() && it != sp.begin());
+    functionsShadowable_ = it != sp.end() && it != sp.begin();
   }
 
   void statement(const El& node);
@@ -641,8 +643,20 @@ Lineage Walker::funcCall(const Obj& body, const Scope& scope, int depth) {
       if (auto a = get(*over, key)) predicates(expr(*a, scope, depth + 1));
     }
   }
+  if (cls == FunctionClass::Unknown && ctx_.catalog &&
+      (schema == "pg_catalog" || (schema.empty() && !functionsShadowable_ && ctx_.catalog->hasCatalogFunction(name)))) {
+    // A built-in that the table above does not list: it computes from its arguments.
+    cls = FunctionClass::Scalar;
+  }
   std::string qualified = schema.empty() ? std::string(name) : std::string(schema) + "." + std::string(name);
   switch (cls) {
+    case FunctionClass::ValueCatalog: {
+      out_.readsValueCatalogs = true;
+      out_.riskyFunctions.push_back(qualified);
+      auto l = args.wrapped(Derivation::Expression);
+      l.unknown = true;
+      return l;
+    }
     case FunctionClass::Scalar:
     case FunctionClass::SetReturning:
     case FunctionClass::NoLineage:
@@ -1463,6 +1477,34 @@ void Walker::mergeStatement(const Obj& body) {
 void Walker::copyStatement(const Obj& body) {
   bool from = getBool(body, "is_from");
   out_.kind = from ? StatementKind::CopyFrom : StatementKind::CopyTo;
+  out_.copyFormat = "text";
+  if (auto opts = getArray(body, "options")) {
+    for (auto o : *opts) {
+      std::string_view ot;
+      Obj ob;
+      if (!unwrap(o, ot, ob) || ot != "DefElem") continue;
+      auto name = getString(ob, "defname");
+      std::optional<std::string> value;
+      if (auto arg = get(ob, "arg")) {
+        value = constantText(*arg);
+        if (!value) {
+          auto sv = stringNode(*arg);
+          if (!sv.empty()) value = std::string(sv);
+        }
+      }
+      if (name == "format") {
+        out_.copyFormat = value ? *value : "text";
+      } else if (name == "delimiter") {
+        if (value && value->size() == 1) out_.copyDelimiter = (*value)[0];
+        else out_.copyNonDefaultQuoting = true;
+      } else if (name == "header") {
+        out_.copyHeader = !value || (*value != "false" && *value != "off" && *value != "0");
+      } else if (name == "quote" || name == "escape" || name == "null" || name == "force_quote" ||
+                 name == "force_not_null" || name == "force_null") {
+        out_.copyNonDefaultQuoting = true;
+      }
+    }
+  }
   if (getBool(body, "is_program") || !getString(body, "filename").empty()) {
     out_.fileOrNetworkAccess = true;
     out_.riskyFunctions.push_back(getBool(body, "is_program") ? "COPY PROGRAM" : "COPY file");
@@ -1470,8 +1512,16 @@ void Walker::copyStatement(const Obj& body) {
   if (auto q = get(body, "query")) {
     innerStatement(*q, out_.kind);
     if (out_.inner) {
+      auto format = out_.copyFormat;
+      auto delimiter = out_.copyDelimiter;
+      auto header = out_.copyHeader;
+      auto quoting = out_.copyNonDefaultQuoting;
       out_.outputs = out_.inner->outputs;
       out_.outputsIncomplete = out_.inner->outputsIncomplete;
+      out_.copyFormat = format;
+      out_.copyDelimiter = delimiter;
+      out_.copyHeader = header;
+      out_.copyNonDefaultQuoting = quoting;
     }
     out_.returnsRows = !from;
     return;

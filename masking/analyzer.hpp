@@ -47,6 +47,7 @@ enum class FunctionClass {
   DynamicSql,      // query_to_xml and friends
   SetConfig,       // set_config
   NoLineage,       // now(), random(), version() ...: no source columns
+  ValueCatalog,    // pg_stat_get_*: other sessions' query texts and the like
 };
 [[nodiscard]] FunctionClass classifyFunction(std::string_view schema, std::string_view name);
 

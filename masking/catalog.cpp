@@ -19,8 +19,11 @@ const CatalogColumn* CatalogRelation::columnByAttnum(std::int16_t attnum) const 
   return nullptr;
 }
 
-Catalog::Catalog(std::vector<CatalogRelation> relations, std::vector<CatalogRole> roles, std::uint64_t generation)
-    : relations_(std::move(relations)), generation_(generation) {
+Catalog::Catalog(std::vector<CatalogRelation> relations, std::vector<CatalogRole> roles, std::uint64_t generation,
+                 std::vector<std::string> catalogFunctions)
+    : relations_(std::move(relations)),
+      catalogFunctions_(catalogFunctions.begin(), catalogFunctions.end()),
+      generation_(generation) {
   for (std::size_t i = 0; i < relations_.size(); ++i) {
     byOid_[relations_[i].oid] = i;
     byName_[relations_[i].name].push_back(i);

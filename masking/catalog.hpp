@@ -39,7 +39,8 @@ struct CatalogRole {
 
 class Catalog {
  public:
-  Catalog(std::vector<CatalogRelation> relations, std::vector<CatalogRole> roles, std::uint64_t generation = 0);
+  Catalog(std::vector<CatalogRelation> relations, std::vector<CatalogRole> roles, std::uint64_t generation = 0,
+          std::vector<std::string> catalogFunctions = {});
 
   [[nodiscard]] const CatalogRelation* byOid(std::uint32_t oid) const;
   [[nodiscard]] const CatalogRelation* find(std::string_view schema, std::string_view name) const;
@@ -53,6 +54,10 @@ class Catalog {
   // All groups of role, transitively, nearest first (role itself first).
   [[nodiscard]] std::vector<std::string> rolesOf(std::string_view role) const;
 
+  // Whether pg_catalog has a function of this name (built-ins, loaded from pg_proc).
+  [[nodiscard]] bool hasCatalogFunction(std::string_view name) const {
+    return catalogFunctions_.count(std::string(name)) > 0;
+  }
   [[nodiscard]] std::uint64_t generation() const { return generation_; }
   [[nodiscard]] std::size_t relationCount() const { return relations_.size(); }
   [[nodiscard]] const std::vector<CatalogRelation>& relations() const { return relations_; }
@@ -62,6 +67,7 @@ class Catalog {
   std::unordered_map<std::uint32_t, std::size_t> byOid_;
   std::unordered_map<std::string, std::vector<std::size_t>> byName_;  // relname -> indexes
   std::unordered_map<std::string, std::vector<std::string>> memberOf_;
+  std::unordered_set<std::string> catalogFunctions_;
   std::uint64_t generation_;
 };
 

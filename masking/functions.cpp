@@ -110,6 +110,7 @@ FunctionClass classifyFunction(std::string_view schema, std::string_view name) {
       name.starts_with("pg_ls_") || name.starts_with("pg_file_")) {
     return FunctionClass::FileOrNetwork;
   }
+  if (name.starts_with("pg_stat_get_")) return FunctionClass::ValueCatalog;
   if (name.ends_with("_to_xml") || name.ends_with("_to_xmlschema") || name.ends_with("_to_xml_and_xmlschema")) {
     return FunctionClass::DynamicSql;
   }

@@ -120,7 +120,11 @@ std::shared_ptr<const masking::Catalog> loadCatalog(const config::Config& cfg, c
     }
     roleList.push_back(std::move(r));
   }
-  return std::make_shared<const masking::Catalog>(std::move(relations), std::move(roleList), generation);
+  auto procs = query(conn.get(), "SELECT DISTINCT proname FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace");
+  std::vector<std::string> functions;
+  for (int i = 0; i < PQntuples(procs.get()); ++i) functions.emplace_back(PQgetvalue(procs.get(), i, 0));
+  return std::make_shared<const masking::Catalog>(std::move(relations), std::move(roleList), generation,
+                                                  std::move(functions));
 }
 
 CatalogService::CatalogService(std::shared_ptr<const config::Config> config) : config_(std::move(config)) {

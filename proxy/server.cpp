@@ -44,6 +44,12 @@ Server::Server(std::shared_ptr<const config::Config> config) : impl_(std::make_u
   impl_->shared.config = std::move(config);
   impl_->shared.clientTls = makeClientTlsContext(impl_->shared.config->tls);
   impl_->shared.upstreamTls = makeUpstreamTlsContext(impl_->shared.config->upstream);
+  const auto& cfg = *impl_->shared.config;
+  impl_->shared.policies = std::make_shared<const masking::PolicySet>(cfg.masking);
+  impl_->shared.masker = std::make_unique<masking::ValueMasker>(cfg.masking.resolvedKey());
+  impl_->shared.analyzer = std::make_unique<masking::Analyzer>(
+      masking::AnalyzerOptions{.maxQueryBytes = cfg.analyzer.maxQuerySize, .maxJsonDepth = 2000});
+  impl_->shared.catalogs = std::make_unique<CatalogService>(impl_->shared.config);
 }
 
 Server::~Server() = default;
@@ -119,7 +125,10 @@ asio::awaitable<void> Server::Impl::signals() {
 int Server::run() {
   auto& cfg = *impl_->shared.config;
   unsigned n = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < n; ++i) impl_->workers.push_back(std::make_unique<Worker>());
+  for (unsigned i = 0; i < n; ++i) {
+    impl_->workers.push_back(std::make_unique<Worker>());
+    impl_->workers.back()->analysisCache = std::make_unique<masking::AnalysisCache>(cfg.analyzer.cacheSize);
+  }
 
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(cfg.listen.host, ec);

@@ -22,6 +22,8 @@
 #include "protocol/sqlstate.hpp"
 #include "protocol/startup.hpp"
 #include "proxy/logging.hpp"
+#include "proxy/masked_flow.hpp"
+#include "proxy/out_batch.hpp"
 #include "proxy/stream.hpp"
 
 namespace pgveil::proxy {
@@ -107,53 +109,6 @@ bool clientMayStream(char t) {
 // Backend messages streamed through without being buffered whole.
 bool serverMayStream(char t) { return t == msg::kDataRow || t == msg::kCopyData; }
 
-// Pieces of one write: views into a read buffer (forwarded unchanged, merged when adjacent)
-// and bytes pgveil produced itself.
-class OutBatch {
- public:
-  void ref(std::string_view s) {
-    if (s.empty()) return;
-    if (!segs_.empty() && !segs_.back().owned && segs_.back().ptr + segs_.back().size == s.data()) {
-      segs_.back().size += s.size();
-    } else {
-      segs_.push_back({s.data(), s.size(), 0, false});
-    }
-    bytes_ += s.size();
-  }
-  // Append to owned() then call commitOwned(mark) with owned().size() taken before.
-  std::string& owned() { return owned_; }
-  void commitOwned(std::size_t mark) {
-    if (owned_.size() == mark) return;
-    segs_.push_back({nullptr, owned_.size() - mark, mark, true});
-    bytes_ += owned_.size() - mark;
-  }
-  [[nodiscard]] bool empty() const { return segs_.empty(); }
-  [[nodiscard]] std::size_t bytes() const { return bytes_; }
-  std::span<const asio::const_buffer> buffers() {
-    bufs_.clear();
-    for (const auto& s : segs_) bufs_.emplace_back(s.owned ? owned_.data() + s.offset : s.ptr, s.size);
-    return bufs_;
-  }
-  void clear() {
-    segs_.clear();
-    owned_.clear();
-    bytes_ = 0;
-    if (owned_.capacity() > (64u << 10)) std::string().swap(owned_);
-  }
-
- private:
-  struct Seg {
-    const char* ptr;
-    std::size_t size;
-    std::size_t offset;
-    bool owned;
-  };
-  std::vector<Seg> segs_;
-  std::vector<asio::const_buffer> bufs_;
-  std::string owned_;
-  std::size_t bytes_ = 0;
-};
-
 // Reads until one whole message is buffered. Returns 1 with `out` viewing the buffer (not yet
 // consumed), 0 on EOF or I/O error, -1 on an invalid length.
 asio::awaitable<int> readMessage(Stream& s, protocol::ReadBuffer& buf, std::uint32_t maxLen, Message& out,
@@ -220,6 +175,7 @@ class Session {
   asio::awaitable<void> forwardCancel(std::int32_t pid, std::int32_t key);
   asio::awaitable<bool> connectUpstream();
   asio::awaitable<bool> authenticate(const protocol::StartupPacket& sp);
+  asio::awaitable<bool> choosePolicy(const protocol::StartupPacket& sp);
   asio::awaitable<void> clientToServer();
   asio::awaitable<void> serverToClient();
   bool scanClient(OutBatch& out, bool& terminated);
@@ -263,6 +219,10 @@ class Session {
   std::string pendingFatal_;  // error for the client, sent once the relay has stopped
   char txStatus_ = 'I';
   char lastServerType_ = 0;
+  // Masking: null policy_ or flow_ means the role is unmasked and bytes are relayed unchanged.
+  std::shared_ptr<const masking::Policy> policy_;
+  std::shared_ptr<const masking::Catalog> catalog_;
+  std::unique_ptr<MaskedFlow> flow_;
 };
 
 std::string Session::encodeFatal(const char* code, std::string_view message) const {
@@ -450,8 +410,52 @@ asio::awaitable<bool> Session::startupPhase() {
     co_await fatalToClient(sqlstate::kTooManyConnections, "sorry, too many clients already");
     co_return false;
   }
+  if (!co_await choosePolicy(sp)) co_return false;
   if (!co_await connectUpstream()) co_return false;
-  co_return co_await authenticate(sp);
+  if (!co_await authenticate(sp)) co_return false;
+  if (policy_ && !policy_->unmasked()) {
+    flow_ = std::make_unique<MaskedFlow>(shared_, worker_, policy_, catalog_,
+                                         SessionIdentity{id_, user_, database_, clientAddr_});
+  }
+  co_return true;
+}
+
+// Which masking policy applies: the role's own, its nearest group's (catalog membership), or
+// `default`. Masked roles also may not change identity through startup parameters.
+asio::awaitable<bool> Session::choosePolicy(const protocol::StartupPacket& sp) {
+  if (!shared_.policies || shared_.policies->config().classify.empty()) co_return true;  // masking not configured
+  std::string cn = client_.peerCommonName();
+  auto direct = shared_.policies->forRole(user_, nullptr, cn);
+  const auto& roles = shared_.policies->config().roles;
+  bool named = roles.count(user_) > 0 || (!cn.empty() && shared_.policies->config().clientCertRoles.count(cn) > 0);
+  if (named && direct->unmasked()) {
+    policy_ = direct;
+    co_return true;
+  }
+  catalog_ = co_await shared_.catalogs->acquire(database_);
+  if (!catalog_) {
+    reason_ = CloseReason::StartupRefused;
+    co_await fatalToClient(sqlstate::kCannotConnectNow,
+                           "pgveil: the catalog of database \"" + database_ +
+                               "\" could not be loaded, so masked roles cannot connect yet");
+    co_return false;
+  }
+  policy_ = shared_.policies->forRole(user_, catalog_.get(), cn);
+  if (policy_->unmasked()) co_return true;
+  for (const auto& p : sp.params) {
+    bool identity = p.name == "role" || p.name == "session_authorization";
+    bool options = p.name == "options" && (p.value.find("-c") != std::string::npos ||
+                                           p.value.find("--") != std::string::npos);
+    if (identity || options) {
+      reason_ = CloseReason::StartupRefused;
+      spdlog::warn("session {} refused: startup parameter {} for masked user \"{}\"", id_, p.name, logSafe(user_));
+      co_await fatalToClient(sqlstate::kInsufficientPrivilege,
+                             "pgveil: permission denied by rule identity_change: the startup parameter \"" + p.name +
+                                 "\" may not set session parameters for this role");
+      co_return false;
+    }
+  }
+  co_return true;
 }
 
 asio::awaitable<void> Session::forwardCancel(std::int32_t pid, std::int32_t key) {
@@ -688,7 +692,15 @@ bool Session::scanClient(OutBatch& out, bool& terminated) {
       return false;
     }
     if (data.size() >= h.total()) {
-      out.ref(data.substr(0, h.total()));
+      if (flow_) {
+        Message m{h.type, data.substr(protocol::kHeaderSize, h.payloadSize()), data.substr(0, h.total())};
+        if (!flow_->onClientMessage(m, out)) {
+          pendingFatal_ = encodeFatal(flow_->fatalCode().c_str(), flow_->fatalMessage());
+          return false;
+        }
+      } else {
+        out.ref(data.substr(0, h.total()));
+      }
       clientIn_.consume(h.total());
       if (h.type == msg::kTerminate) {
         terminated = true;
@@ -696,7 +708,7 @@ bool Session::scanClient(OutBatch& out, bool& terminated) {
       }
       continue;
     }
-    if (!clientMayStream(h.type)) {
+    if (flow_ ? flow_->clientNeedsWhole(h.type) : !clientMayStream(h.type)) {
       clientWant_ = h.total();
       return true;
     }
@@ -729,11 +741,20 @@ bool Session::scanServer(OutBatch& out) {
     lastServerType_ = h.type;
     if (data.size() >= h.total()) {
       if (h.type == msg::kReadyForQuery && h.length == 5) txStatus_ = data[5];
-      out.ref(data.substr(0, h.total()));
+      if (flow_) {
+        Message m{h.type, data.substr(protocol::kHeaderSize, h.payloadSize()), data.substr(0, h.total())};
+        if (!flow_->onServerMessage(m, out)) {
+          pendingFatal_ = encodeFatal(flow_->fatalCode().c_str(), flow_->fatalMessage());
+          serverIn_.consume(h.total());
+          return false;
+        }
+      } else {
+        out.ref(data.substr(0, h.total()));
+      }
       serverIn_.consume(h.total());
       continue;
     }
-    if (!serverMayStream(h.type)) {
+    if (flow_ ? flow_->serverNeedsWhole(h.type) : !serverMayStream(h.type)) {
       serverWant_ = h.total();
       return true;
     }
@@ -748,7 +769,15 @@ asio::awaitable<void> Session::clientToServer() {
   OutBatch out;
   for (;;) {
     bool terminated = false;
-    bool ok = scanClient(out, terminated);
+    bool ok = false;
+    try {
+      ok = scanClient(out, terminated);
+    } catch (const std::exception& e) {
+      // A bug must end this session, closed, never hang it or forward what was not checked.
+      spdlog::error("session {} internal error on a client message: {}", id_, e.what());
+      out.clear();
+      pendingFatal_ = encodeFatal(sqlstate::kInternalError, "pgveil: internal error; the session is closed");
+    }
     if (!out.empty()) {
       auto ec = co_await server_->writeAll(out.buffers());
       out.clear();
@@ -786,7 +815,14 @@ asio::awaitable<void> Session::clientToServer() {
 asio::awaitable<void> Session::serverToClient() {
   OutBatch out;
   for (;;) {
-    bool ok = scanServer(out);
+    bool ok = false;
+    try {
+      ok = scanServer(out);
+    } catch (const std::exception& e) {
+      spdlog::error("session {} internal error on a server message: {}", id_, e.what());
+      out.clear();
+      pendingFatal_ = encodeFatal(sqlstate::kInternalError, "pgveil: internal error; the session is closed");
+    }
     if (!out.empty()) {
       auto bytes = out.bytes();
       auto ec = co_await client_.writeAll(out.buffers());

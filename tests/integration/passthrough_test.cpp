@@ -667,7 +667,8 @@ INSTANTIATE_TEST_SUITE_P(Modes, PgbenchTest, ::testing::Values("simple", "extend
 // ---- command line ----
 
 TEST(CommandLineTest, CheckConfigVersionHelp) {
-  auto ok = runCommand({pgveilBinary(), "--check-config", sourceDir() + "/examples/pgveil.yaml"});
+  auto ok = runCommand({pgveilBinary(), "--check-config", sourceDir() + "/examples/pgveil.yaml"},
+                       {{"PGVEIL_MASKING_KEY", "a-key-for-the-command-line-test"}});
   EXPECT_EQ(ok.exitCode, 0) << ok.err;
   EXPECT_NE(ok.out.find("configuration is valid"), std::string::npos);
   char path[] = "/tmp/pgveil-bad.XXXXXX";

@@ -96,6 +96,52 @@ TEST(ConfigTest, BadValuesNameTheKey) {
   }
 }
 
+TEST(ConfigTest, MaskingPolicy) {
+  auto c = loadConfigText(R"Y(
+masking: { key: "0123456789abcdef0123" }
+classify:
+  public.users.email: email
+  public.users.ssn: national_id
+roles:
+  support: { mask: { email: "partial(1, 2)", national_id: "fixed('n/a, sorry')" }, allow: [notify] }
+  ops: { unmasked: true }
+identity:
+  client_cert_cn: { "ops.example.com": ops }
+)Y",
+                          "m.yaml");
+  EXPECT_EQ(c.masking.classify.size(), 2u);
+  const auto& s = c.masking.roles.at("support");
+  EXPECT_EQ(s.mask.at("email").args, (std::vector<std::string>{"1", "2"}));
+  EXPECT_EQ(s.mask.at("national_id").args, (std::vector<std::string>{"n/a, sorry"}));
+  EXPECT_TRUE(s.allowRules.count("notify"));
+  EXPECT_EQ(c.masking.roles.at("default").mask.at("*").name, "redact");  // implicit default
+  EXPECT_EQ(c.masking.clientCertRoles.at("ops.example.com"), "ops");
+}
+
+TEST(ConfigTest, MaskingErrorsNameFileAndLine) {
+  struct Case {
+    const char* yaml;
+    const char* expect;
+  } cases[] = {
+      {"classify:\n  users.email: email\n", "test.yaml:2:3: classify.users.email: expected schema.table.column"},
+      {"classify:\n  a.b.c: email\nroles:\n  r: { mask: { phone: redact } }\n",
+       "test.yaml:4:16: roles.r.mask.phone: class 'phone' is not used in classify"},
+      {"classify:\n  a.b.c: email\nroles:\n  r: { mask: { email: scramble } }\n", "unknown masking strategy 'scramble'"},
+      {"classify:\n  a.b.c: email\nroles:\n  r: { mask: { email: partial(1) } }\n", "strategy 'partial' takes 2"},
+      {"classify:\n  a.b.c: email\nroles:\n  r: { mask: { email: generalize(decade) } }\n", "generalize takes year"},
+      {"roles:\n  r: { use_in_sql: rewrite }\n", "rewrite is not supported yet"},
+      {"roles:\n  r: { allow: [everything] }\n", "test.yaml:2:16: roles.r.allow: unknown gate rule 'everything'"},
+      {"roles:\n  r: { colour: red }\n", "unknown key 'roles.r.colour'"},
+      {"identity:\n  client_cert_cn: { x: nobody }\n", "role 'nobody' is not defined in roles"},
+      {"classify:\n  a.b.c: email\nroles:\n  r: { mask: { email: hash } }\n", "masking.key or masking.key_env is required"},
+      {"masking: { key: short }\n", "at least 16 characters"},
+  };
+  for (const auto& c : cases) {
+    auto e = errorOf(c.yaml);
+    EXPECT_NE(e.find(c.expect), std::string::npos) << "yaml: " << c.yaml << "\nerror: " << e;
+  }
+}
+
 TEST(ConfigTest, MissingFileIsAnError) {
   EXPECT_THROW((void)loadConfigFile("/nonexistent/pgveil.yaml"), ConfigError);
 }
@@ -115,7 +161,13 @@ TEST(ConfigTest, EndpointParsing) {
 }
 
 TEST(ConfigTest, ExampleConfigIsValid) {
+  setenv("PGVEIL_MASKING_KEY", "example-key-for-the-unit-test", 1);
   auto c = loadConfigFile(PGVEIL_SOURCE_DIR "/examples/pgveil.yaml");
+  EXPECT_EQ(c.masking.classify.at("public.patients.email"), "email");
+  EXPECT_TRUE(c.masking.roles.at("admin").unmasked);
+  EXPECT_EQ(c.masking.roles.at("support").mask.at("email").name, "partial_email");
+  EXPECT_TRUE(c.masking.roles.at("analyst").allowSqlUse);
+  EXPECT_EQ(c.masking.roles.at("default").mask.at("*").name, "redact");
   EXPECT_EQ(c.listen.port, 6432);
   EXPECT_EQ(c.upstream.port, 54320);
 }

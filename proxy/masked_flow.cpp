@@ -1,0 +1,796 @@
+#include "proxy/masked_flow.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "protocol/bytes.hpp"
+#include "protocol/encode.hpp"
+#include "protocol/sqlstate.hpp"
+#include "proxy/logging.hpp"
+
+namespace pgveil::proxy {
+
+namespace msg = protocol::msg;
+
+namespace {
+
+// Fails on the server at parse analysis (no FROM: the column cannot exist), so that the server
+// itself produces the error in the right place of the stream and moves the transaction to its
+// failed state, as the refused statement would have; pgveil then replaces the error text.
+constexpr const char* kRefusedSql = "SELECT \"pgveil: statement refused\"";
+
+std::string encodeErrorMessage(const std::string& message, const std::string& rule) {
+  std::string out;
+  std::string hint = "The rule " + rule + " of pgveil's masking policy applies to this role.";
+  protocol::appendErrorResponse(out, {.severity = "ERROR", .sqlstate = protocol::sqlstate::kInsufficientPrivilege,
+                                      .message = message, .hint = hint});
+  return out;
+}
+
+}  // namespace
+
+MaskedFlow::MaskedFlow(SharedState& shared, Worker& worker, std::shared_ptr<const masking::Policy> policy,
+                       std::shared_ptr<const masking::Catalog> catalog, SessionIdentity identity)
+    : shared_(shared),
+      worker_(worker),
+      policy_(std::move(policy)),
+      catalog_(std::move(catalog)),
+      identity_(std::move(identity)) {
+  classification_ = shared_.classificationFor(catalog_);
+  contextKey_ = masking::AnalysisCache::contextKey(catalog_->generation(), searchPathKey_);
+}
+
+bool MaskedFlow::clientNeedsWhole(char type) const {
+  // Everything but COPY data from the client is inspected.
+  return type != msg::kCopyData;
+}
+
+bool MaskedFlow::serverNeedsWhole(char type) const {
+  if (type == msg::kDataRow) {
+    if (!expects_.empty() && expects_.front().kind == Expect::Execute) {
+      auto it = portals_.find(expects_.front().portal);
+      return it == portals_.end() || !it->second.planned || it->second.plan.any;
+    }
+    return !simplePlanned_ || simplePlan_.any;
+  }
+  if (type == msg::kCopyData) return !copying_ || copyPlan_.any;
+  return true;
+}
+
+void MaskedFlow::refreshSnapshot() {
+  // Sessions pick up a newer catalog snapshot between statements.
+  auto current = shared_.catalogs->current(identity_.database);
+  if (current && current != catalog_) {
+    catalog_ = current;
+    classification_ = shared_.classificationFor(catalog_);
+    contextKey_ = masking::AnalysisCache::contextKey(catalog_->generation(), searchPathKey_);
+  }
+}
+
+std::shared_ptr<const masking::Analysis> MaskedFlow::analyze(std::string_view sql) {
+  auto& cache = *worker_.analysisCache;
+  if (auto hit = cache.find(sql, contextKey_)) return hit;
+  // search_path is taken as unknown: unqualified names resolve in every schema (conservative).
+  masking::AnalyzeContext ctx{catalog_.get(), searchPath_};
+  auto a = shared_.analyzer->analyze(sql, ctx);
+  cache.insert(sql, contextKey_, a);
+  return a;
+}
+
+void MaskedFlow::trackStatements(const std::shared_ptr<const masking::Analysis>& a) {
+  for (const auto& s : a->statements) {
+    switch (s.kind) {
+      case masking::StatementKind::Prepare:
+        sqlPrepared_[s.name] = {a, s.inner ? s.inner.get() : &s};
+        break;
+      case masking::StatementKind::Deallocate:
+        if (s.name.empty()) sqlPrepared_.clear();
+        else sqlPrepared_.erase(s.name);
+        break;
+      case masking::StatementKind::DeclareCursor:
+        cursors_[s.name] = {a, s.inner ? s.inner.get() : &s};
+        break;
+      case masking::StatementKind::ClosePortal:
+        if (s.name.empty()) cursors_.clear();
+        else cursors_.erase(s.name);
+        break;
+      case masking::StatementKind::Set:
+      case masking::StatementKind::Reset:
+        if (s.parameter == "search_path" || s.parameter == "all") {
+          // A constant SET search_path is tracked; anything else makes it unknown again.
+          searchPath_.clear();
+          if (s.kind == masking::StatementKind::Set && !s.parameterValue.empty() && s.parameterValue != "?") {
+            std::string v = s.parameterValue;
+            std::size_t start = 0;
+            while (start <= v.size()) {
+              auto end = v.find(',', start);
+              if (end == std::string::npos) end = v.size();
+              auto item = v.substr(start, end - start);
+              while (!item.empty() && item.front() == ' ') item.erase(item.begin());
+              while (!item.empty() && item.back() == ' ') item.pop_back();
+              if (item == "$user") item = identity_.user;
+              if (!item.empty()) searchPath_.push_back(item);
+              start = end + 1;
+            }
+          }
+          searchPathKey_.clear();
+          for (const auto& p : searchPath_) searchPathKey_ += p + "\n";
+          contextKey_ = masking::AnalysisCache::contextKey(catalog_->generation(), searchPathKey_);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+// EXECUTE and FETCH return the rows of another statement.
+const masking::StatementAnalysis* MaskedFlow::effective(const masking::StatementAnalysis* s) const {
+  if (!s) return nullptr;
+  if (s->kind == masking::StatementKind::Execute) {
+    auto it = sqlPrepared_.find(s->name);
+    return it == sqlPrepared_.end() ? nullptr : it->second.statement;
+  }
+  if (s->kind == masking::StatementKind::Fetch) {
+    auto it = cursors_.find(s->name);
+    if (it != cursors_.end()) return it->second.statement;
+    auto p = portals_.find(s->name);
+    return p == portals_.end() ? nullptr : p->second.statement;
+  }
+  return s;
+}
+
+void MaskedFlow::refuse(OutBatch& out, char type, std::string_view statementName, const masking::Verdict& v,
+                        const masking::Analysis& a) {
+  ++refusals_;
+  shared_.refusals.fetch_add(1, std::memory_order_relaxed);
+  // Logged with the normalized text only: constants never reach the log.
+  spdlog::warn("session {} refused a statement: rule={} user=\"{}\" role_policy={} query=\"{}\"", identity_.sessionId,
+               v.rule, logSafe(identity_.user), policy_->role(),
+               logSafe(a.parsed ? a.normalized() : std::string("<unparsable>"), 300));
+  auto mark = out.owned().size();
+  protocol::MessageBuilder b(out.owned());
+  if (type == msg::kParse) {
+    b.begin(msg::kParse);
+    b.cstring(statementName);
+    b.cstring(kRefusedSql);
+    b.i16(0);
+    b.end();
+  } else {
+    b.begin(msg::kQuery);
+    b.cstring(kRefusedSql);
+    b.end();
+  }
+  out.commitOwned(mark);
+}
+
+bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
+  switch (m.type) {
+    case msg::kQuery: {
+      protocol::QueryMsg q;
+      if (!protocol::decodeQuery(m.payload, q)) {
+        fatalCode_ = protocol::sqlstate::kProtocolViolation;
+        fatalMessage_ = "invalid Query message";
+        return false;
+      }
+      refreshSnapshot();
+      auto a = analyze(q.sql);
+      auto v = masking::gate(*a, *policy_, *classification_, *catalog_);
+      Expected e{Expect::SimpleQuery, a, {}, false, {}};
+      if (!v.allowed) {
+        e.refusal = v.message + "\n" + v.rule;
+        refuse(out, msg::kQuery, {}, v, *a);
+      } else {
+        trackStatements(a);
+        out.ref(m.bytes);
+      }
+      expects_.push_back(std::move(e));
+      return true;
+    }
+    case msg::kFunctionCall: {
+      // The fast-path function call runs any function by OID, unanalysed: refused.
+      auto a = std::make_shared<masking::Analysis>();
+      masking::Verdict v{false, "function_call", "pgveil: permission denied by rule function_call: the fast-path "
+                                                 "FunctionCall message (large objects, lo_* functions) is not allowed"};
+      if (policy_->allows("function_call")) {
+        out.ref(m.bytes);
+        expects_.push_back({Expect::SimpleQuery, a, {}, false, {}});
+        return true;
+      }
+      Expected e{Expect::SimpleQuery, a, {}, false, v.message + "\n" + v.rule};
+      refuse(out, msg::kQuery, {}, v, *a);
+      expects_.push_back(std::move(e));
+      return true;
+    }
+    case msg::kParse: {
+      protocol::ParseMsg p;
+      if (!protocol::decodeParse(m.payload, p)) {
+        fatalCode_ = protocol::sqlstate::kProtocolViolation;
+        fatalMessage_ = "invalid Parse message";
+        return false;
+      }
+      refreshSnapshot();
+      auto a = analyze(p.sql);
+      auto v = masking::gate(*a, *policy_, *classification_, *catalog_);
+      Expected e{Expect::Parse, nullptr, {}, false, {}};
+      if (!v.allowed) {
+        e.refusal = v.message + "\n" + v.rule;
+        refuse(out, msg::kParse, p.statement, v, *a);
+        statements_.erase(std::string(p.statement));
+      } else {
+        statements_[std::string(p.statement)] = {a, a->statements.empty() ? nullptr : &a->statements[0]};
+        trackStatements(a);
+        out.ref(m.bytes);
+      }
+      expects_.push_back(std::move(e));
+      return true;
+    }
+    case msg::kBind: {
+      protocol::BindMsg b;
+      if (!protocol::decodeBind(m.payload, b)) {
+        fatalCode_ = protocol::sqlstate::kProtocolViolation;
+        fatalMessage_ = "invalid Bind message";
+        return false;
+      }
+      Portal portal;
+      auto it = statements_.find(std::string(b.statement));
+      if (it != statements_.end()) {
+        portal.analysis = it->second.analysis;
+        portal.statement = effective(it->second.statement);
+      }
+      portals_[std::string(b.portal)] = std::move(portal);
+      expects_.push_back({Expect::Bind, nullptr, {}, false, {}});
+      out.ref(m.bytes);
+      return true;
+    }
+    case msg::kDescribe: {
+      protocol::DescribeMsg d;
+      if (!protocol::decodeDescribe(m.payload, d)) {
+        fatalCode_ = protocol::sqlstate::kProtocolViolation;
+        fatalMessage_ = "invalid Describe message";
+        return false;
+      }
+      if (d.target == 'S') {
+        expects_.push_back({Expect::DescribeStatement, nullptr, std::string(d.name), false, {}});
+      } else {
+        portals_[std::string(d.name)].described = true;
+        expects_.push_back({Expect::DescribePortal, nullptr, std::string(d.name), false, {}});
+      }
+      out.ref(m.bytes);
+      return true;
+    }
+    case msg::kExecute: {
+      protocol::ExecuteMsg e;
+      if (!protocol::decodeExecute(m.payload, e)) {
+        fatalCode_ = protocol::sqlstate::kProtocolViolation;
+        fatalMessage_ = "invalid Execute message";
+        return false;
+      }
+      auto& portal = portals_[std::string(e.portal)];
+      if (!portal.described) {
+        // The client did not ask for the row description: pgveil asks for it itself, so that
+        // the rows are attributed, and swallows the answer.
+        auto mark = out.owned().size();
+        protocol::MessageBuilder b(out.owned());
+        b.begin(msg::kDescribe);
+        b.u8('P');
+        b.cstring(e.portal);
+        b.end();
+        out.commitOwned(mark);
+        portal.described = true;
+        expects_.push_back({Expect::DescribePortal, nullptr, std::string(e.portal), true, {}});
+      }
+      expects_.push_back({Expect::Execute, nullptr, std::string(e.portal), false, {}});
+      out.ref(m.bytes);
+      return true;
+    }
+    case msg::kClose: {
+      protocol::CloseMsg c;
+      if (!protocol::decodeClose(m.payload, c)) {
+        fatalCode_ = protocol::sqlstate::kProtocolViolation;
+        fatalMessage_ = "invalid Close message";
+        return false;
+      }
+      if (c.target == 'S') statements_.erase(std::string(c.name));
+      else portals_.erase(std::string(c.name));
+      expects_.push_back({Expect::Close, nullptr, {}, false, {}});
+      out.ref(m.bytes);
+      return true;
+    }
+    case msg::kSync:
+      expects_.push_back({Expect::Sync, nullptr, {}, false, {}});
+      out.ref(m.bytes);
+      return true;
+    default:
+      out.ref(m.bytes);
+      return true;
+  }
+}
+
+void MaskedFlow::planFromRowDescription(std::string_view payload, const masking::StatementAnalysis* stmt,
+                                        masking::ResultPlan& plan) {
+  protocol::RowDescriptionMsg rd;
+  if (!protocol::decodeRowDescription(payload, rd)) {
+    plan = {};
+    return;
+  }
+  plan = masking::planResult(rd, stmt, *policy_, *classification_, *catalog_);
+  for (const auto& f : rd.fields) {
+    if (f.tableOid != 0 && !catalog_->byOid(f.tableOid)) {
+      shared_.catalogs->requestRefresh(identity_.database);
+      break;
+    }
+  }
+}
+
+bool MaskedFlow::forwardDataRow(const protocol::Message& m, const masking::ResultPlan& plan, OutBatch& out) {
+  if (!plan.any) {
+    out.ref(m.bytes);
+    return true;
+  }
+  auto mark = out.owned().size();
+  if (!masking::rewriteDataRow(plan, m.payload, *shared_.masker, out.owned(), scratch_)) {
+    out.owned().resize(mark);
+    fatalCode_ = protocol::sqlstate::kProtocolViolation;
+    fatalMessage_ = "pgveil: a row did not match its description; the session is closed to protect masked data";
+    return false;
+  }
+  out.commitOwned(mark);
+  ++rowsMasked_;
+  return true;
+}
+
+void MaskedFlow::scrubError(const protocol::Message& m, OutBatch& out, const std::string* replacement) {
+  protocol::ErrorMsg e;
+  if (!protocol::decodeError(m.payload, e)) {
+    auto mark = out.owned().size();
+    protocol::appendErrorResponse(out.owned(), {.severity = "ERROR", .sqlstate = protocol::sqlstate::kInternalError,
+                                                .message = "pgveil: unreadable error from the server"});
+    out.commitOwned(mark);
+    return;
+  }
+  auto code = e.field('C');
+  if (replacement && code != "25P02") {
+    auto nl = replacement->rfind('\n');
+    out.own(encodeErrorMessage(replacement->substr(0, nl), replacement->substr(nl + 1)));
+    return;
+  }
+  // Data and integrity errors quote values ("invalid input syntax for type integer: ...",
+  // "Key (email)=(...) already exists"): keep the SQLSTATE only. Elsewhere mask PII in text.
+  bool quotesValues = code.starts_with("22") || code.starts_with("23");
+  std::vector<protocol::ErrorField> fields;
+  std::vector<std::string> storage;
+  storage.reserve(e.fields.size() + 1);
+  for (const auto& f : e.fields) {
+    switch (f.code) {
+      case 'M':
+        if (quotesValues) {
+          storage.push_back("pgveil: the details of this error are hidden for this role (SQLSTATE " + std::string(code) +
+                            ")");
+        } else {
+          storage.emplace_back();
+          shared_.masker->detect(f.value, storage.back());
+        }
+        fields.push_back({f.code, storage.back()});
+        break;
+      case 'D':
+      case 'H':
+      case 'W':
+      case 'q':
+        if (quotesValues) break;
+        storage.emplace_back();
+        shared_.masker->detect(f.value, storage.back());
+        fields.push_back({f.code, storage.back()});
+        break;
+      default:
+        fields.push_back(f);
+    }
+  }
+  auto mark = out.owned().size();
+  protocol::appendErrorFields(out.owned(), m.type, fields);
+  out.commitOwned(mark);
+}
+
+void MaskedFlow::startCopy(std::string_view payload, const masking::StatementAnalysis* stmt) {
+  protocol::CopyResponseMsg c;
+  copying_ = true;
+  copyPlan_ = {};
+  if (!protocol::decodeCopyResponse(payload, c)) return;
+  copyFormat_ = c.overallFormat == 1 ? CopyFormat::Binary : CopyFormat::Text;
+  copyDelimiter_ = '\t';
+  copyHeaderPending_ = copyFormat_ == CopyFormat::Binary;
+  const masking::StatementAnalysis* s = stmt;
+  if (s && s->kind == masking::StatementKind::CopyTo) {
+    if (s->copyFormat == "csv") {
+      copyFormat_ = CopyFormat::Csv;
+      copyDelimiter_ = ',';
+      copyHeaderPending_ = s->copyHeader;
+    }
+    if (s->copyDelimiter) copyDelimiter_ = s->copyDelimiter;
+  }
+  if (!s) {
+    // Unattributed COPY output: mask every column.
+    copyPlan_.fields.resize(c.columnFormats.size());
+    for (auto& f : copyPlan_.fields) {
+      f.mask = true;
+      f.typeOid = 25;
+      f.format = static_cast<std::int16_t>(c.overallFormat);
+    }
+    copyPlan_.any = !copyPlan_.fields.empty();
+    return;
+  }
+  copyPlan_ = masking::planCopy(*s, c.columnFormats.size(), static_cast<std::int16_t>(c.overallFormat), *policy_,
+                                *classification_, *catalog_);
+  if (copyPlan_.any && s->copyNonDefaultQuoting) {
+    // A layout pgveil does not parse: every column masked to NULL rather than risk a raw value.
+    for (auto& f : copyPlan_.fields) {
+      f.mask = true;
+      f.strategy = masking::makeStrategy("null", {});
+    }
+  }
+}
+
+// One CopyData is one row (PostgreSQL docs 55.2.6: "always one per row"), plus the binary
+// header before the first row.
+bool MaskedFlow::forwardCopyData(const protocol::Message& m, OutBatch& out) {
+  if (!copyPlan_.any) {
+    out.ref(m.bytes);
+    return true;
+  }
+  std::string_view row = m.payload;
+  std::string& rebuilt = scratch2_;
+  rebuilt.clear();
+  auto fail = [&]() {
+    fatalCode_ = protocol::sqlstate::kProtocolViolation;
+    fatalMessage_ = "pgveil: COPY data in an unexpected layout; the session is closed to protect masked data";
+    return false;
+  };
+  if (copyFormat_ == CopyFormat::Binary) {
+    protocol::ByteReader r(row);
+    if (copyHeaderPending_) {
+      auto sig = r.bytes(11);
+      (void)r.i32();
+      auto extLen = r.i32();
+      if (!r.ok() || sig != std::string_view("PGCOPY\n\377\r\n\0", 11) || extLen < 0) return fail();
+      (void)r.bytes(static_cast<std::size_t>(extLen));
+      if (!r.ok()) return fail();
+      rebuilt.append(row.substr(0, r.position()));
+      copyHeaderPending_ = false;
+    }
+    while (!r.atEnd()) {
+      auto n = r.i16();
+      if (!r.ok()) return fail();
+      protocol::MessageBuilder b(rebuilt);
+      b.i16(n);
+      if (n == -1) continue;  // trailer
+      if (static_cast<std::size_t>(n) != copyPlan_.fields.size()) return fail();
+      for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) {
+        auto len = r.i32();
+        if (!r.ok() || len < -1) return fail();
+        if (len == -1) {
+          b.i32(-1);
+          continue;
+        }
+        auto v = r.bytes(static_cast<std::size_t>(len));
+        if (!r.ok()) return fail();
+        const auto& f = copyPlan_.fields[i];
+        if (!f.mask) {
+          b.i32(len);
+          b.bytes(v);
+        } else if (shared_.masker->mask(f.strategy, f.typeOid, 1, v, scratch_)) {
+          b.i32(static_cast<std::int32_t>(scratch_.size()));
+          b.bytes(scratch_);
+        } else {
+          b.i32(-1);
+        }
+      }
+    }
+  } else if (copyHeaderPending_) {
+    copyHeaderPending_ = false;
+    out.ref(m.bytes);
+    return true;
+  } else {
+    bool csv = copyFormat_ == CopyFormat::Csv;
+    if (row.empty() || row.back() != '\n') return fail();
+    row.remove_suffix(1);
+    std::size_t col = 0;
+    std::size_t i = 0;
+    std::string field;
+    while (true) {
+      // Read one field.
+      field.clear();
+      bool isNull = false;
+      bool quoted = false;
+      if (csv) {
+        if (i < row.size() && row[i] == '"') {
+          quoted = true;
+          ++i;
+          while (i < row.size()) {
+            if (row[i] == '"') {
+              if (i + 1 < row.size() && row[i + 1] == '"') {
+                field.push_back('"');
+                i += 2;
+                continue;
+              }
+              ++i;
+              break;
+            }
+            field.push_back(row[i++]);
+          }
+        }
+        while (i < row.size() && row[i] != copyDelimiter_) field.push_back(row[i++]);
+        isNull = !quoted && field.empty();
+      } else {
+        std::size_t start = i;
+        while (i < row.size() && row[i] != copyDelimiter_) ++i;
+        std::string_view raw = row.substr(start, i - start);
+        if (raw == "\\N") {
+          isNull = true;
+        } else {
+          for (std::size_t k = 0; k < raw.size(); ++k) {
+            if (raw[k] != '\\' || k + 1 >= raw.size()) {
+              field.push_back(raw[k]);
+              continue;
+            }
+            char e = raw[++k];
+            switch (e) {
+              case 't': field.push_back('\t'); break;
+              case 'n': field.push_back('\n'); break;
+              case 'r': field.push_back('\r'); break;
+              case 'b': field.push_back('\b'); break;
+              case 'f': field.push_back('\f'); break;
+              case 'v': field.push_back('\v'); break;
+              default: field.push_back(e); break;
+            }
+          }
+        }
+      }
+      if (col >= copyPlan_.fields.size()) return fail();
+      const auto& f = copyPlan_.fields[col];
+      if (col > 0) rebuilt.push_back(copyDelimiter_);
+      bool outNull = isNull;
+      std::string_view value = field;
+      if (!isNull && f.mask) {
+        if (shared_.masker->mask(f.strategy, f.typeOid, 0, field, scratch_)) value = scratch_;
+        else outNull = true;
+      }
+      if (outNull) {
+        if (!csv) rebuilt += "\\N";
+      } else if (csv) {
+        rebuilt.push_back('"');
+        for (char ch : value) {
+          if (ch == '"') rebuilt.push_back('"');
+          rebuilt.push_back(ch);
+        }
+        rebuilt.push_back('"');
+      } else {
+        for (char ch : value) {
+          switch (ch) {
+            case '\\': rebuilt += "\\\\"; break;
+            case '\t': rebuilt += "\\t"; break;
+            case '\n': rebuilt += "\\n"; break;
+            case '\r': rebuilt += "\\r"; break;
+            default:
+              if (ch == copyDelimiter_) rebuilt.push_back('\\');
+              rebuilt.push_back(ch);
+          }
+        }
+      }
+      ++col;
+      if (i >= row.size()) break;
+      ++i;  // delimiter
+    }
+    if (col != copyPlan_.fields.size()) return fail();
+    rebuilt.push_back('\n');
+  }
+  auto mark = out.owned().size();
+  protocol::MessageBuilder b(out.owned());
+  b.begin(msg::kCopyData);
+  b.bytes(rebuilt);
+  b.end();
+  out.commitOwned(mark);
+  return true;
+}
+
+void MaskedFlow::popUntilSync() {
+  while (!expects_.empty() && expects_.front().kind != Expect::Sync) expects_.pop_front();
+}
+
+bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
+  Expected* front = expects_.empty() ? nullptr : &expects_.front();
+  switch (m.type) {
+    case msg::kNoticeResponse:
+      scrubError(m, out, nullptr);
+      return true;
+    case msg::kNotification: {
+      protocol::NotificationMsg n;
+      if (!protocol::decodeNotification(m.payload, n)) return true;
+      std::string payload;
+      shared_.masker->detect(n.payload, payload);
+      auto mark = out.owned().size();
+      protocol::MessageBuilder b(out.owned());
+      b.begin(msg::kNotification);
+      b.i32(n.pid);
+      b.cstring(n.channel);
+      b.cstring(payload);
+      b.end();
+      out.commitOwned(mark);
+      return true;
+    }
+    case msg::kParameterStatus: {
+      protocol::ParameterStatusMsg p;
+      if (!protocol::decodeParameterStatus(m.payload, p)) return true;
+      if (p.name == "standard_conforming_strings" && p.value != "on") {
+        fatalCode_ = protocol::sqlstate::kInsufficientPrivilege;
+        fatalMessage_ = "pgveil: standard_conforming_strings was turned off; the session is ended because queries "
+                        "would no longer parse as analyzed";
+        return false;
+      }
+      // Values a client can set from data (application_name = set_config(..., email)): scrubbed.
+      std::string value;
+      shared_.masker->detect(p.value, value);
+      auto mark = out.owned().size();
+      protocol::MessageBuilder b(out.owned());
+      b.begin(msg::kParameterStatus);
+      b.cstring(p.name);
+      b.cstring(value);
+      b.end();
+      out.commitOwned(mark);
+      return true;
+    }
+    default:
+      break;
+  }
+  if (!front) {
+    // A response nobody asked for: refuse to forward what cannot be attributed.
+    if (m.type == msg::kErrorResponse) {
+      scrubError(m, out, nullptr);
+      return true;
+    }
+    fatalCode_ = protocol::sqlstate::kProtocolViolation;
+    fatalMessage_ = "pgveil: unexpected message from the server; the session is closed to protect masked data";
+    return false;
+  }
+
+  if (front->kind == Expect::SimpleQuery) {
+    const auto& stmts = front->analysis->statements;
+    const masking::StatementAnalysis* stmt = simpleIndex_ < stmts.size() ? &stmts[simpleIndex_] : nullptr;
+    switch (m.type) {
+      case msg::kRowDescription:
+        planFromRowDescription(m.payload, effective(stmt), simplePlan_);
+        simplePlanned_ = true;
+        out.ref(m.bytes);
+        return true;
+      case msg::kDataRow:
+        if (!simplePlanned_) {
+          fatalCode_ = protocol::sqlstate::kProtocolViolation;
+          fatalMessage_ = "pgveil: rows without a row description";
+          return false;
+        }
+        return forwardDataRow(m, simplePlan_, out);
+      case msg::kCopyOutResponse:
+        startCopy(m.payload, stmt);
+        out.ref(m.bytes);
+        return true;
+      case msg::kCopyData:
+        if (copying_) return forwardCopyData(m, out);
+        out.ref(m.bytes);
+        return true;
+      case msg::kCopyDone:
+        copying_ = false;
+        out.ref(m.bytes);
+        return true;
+      case msg::kCommandComplete:
+      case msg::kEmptyQuery:
+        ++simpleIndex_;
+        simplePlanned_ = false;
+        simplePlan_ = {};
+        copying_ = false;
+        out.ref(m.bytes);
+        return true;
+      case msg::kErrorResponse:
+        if (!front->refusal.empty() && !refusalSent_) {
+          refusalSent_ = true;
+          scrubError(m, out, &front->refusal);
+        } else {
+          scrubError(m, out, nullptr);
+        }
+        copying_ = false;
+        return true;
+      case msg::kReadyForQuery:
+        expects_.pop_front();
+        simpleIndex_ = 0;
+        simplePlanned_ = false;
+        simplePlan_ = {};
+        refusalSent_ = false;
+        copying_ = false;
+        out.ref(m.bytes);
+        return true;
+      default:
+        out.ref(m.bytes);  // CopyInResponse, FunctionCallResponse and the like
+        return true;
+    }
+  }
+
+  switch (m.type) {
+    case msg::kParseComplete:
+    case msg::kBindComplete:
+    case msg::kCloseComplete:
+      expects_.pop_front();
+      out.ref(m.bytes);
+      return true;
+    case msg::kParameterDescription:
+      out.ref(m.bytes);
+      return true;
+    case msg::kRowDescription:
+    case msg::kNoData: {
+      bool injected = front->injected;
+      if (front->kind == Expect::DescribePortal) {
+        auto& portal = portals_[front->portal];
+        if (m.type == msg::kRowDescription) planFromRowDescription(m.payload, portal.statement, portal.plan);
+        else portal.plan = {};
+        portal.planned = true;
+      }
+      expects_.pop_front();
+      if (!injected) out.ref(m.bytes);
+      return true;
+    }
+    case msg::kDataRow: {
+      if (front->kind != Expect::Execute) {
+        fatalCode_ = protocol::sqlstate::kProtocolViolation;
+        fatalMessage_ = "pgveil: rows outside of an Execute";
+        return false;
+      }
+      auto it = portals_.find(front->portal);
+      if (it == portals_.end() || !it->second.planned) {
+        fatalCode_ = protocol::sqlstate::kProtocolViolation;
+        fatalMessage_ = "pgveil: rows of a portal without a row description";
+        return false;
+      }
+      return forwardDataRow(m, it->second.plan, out);
+    }
+    case msg::kCopyOutResponse: {
+      const masking::StatementAnalysis* stmt = nullptr;
+      if (front->kind == Expect::Execute) {
+        auto it = portals_.find(front->portal);
+        if (it != portals_.end()) stmt = it->second.statement;
+      }
+      startCopy(m.payload, stmt);
+      out.ref(m.bytes);
+      return true;
+    }
+    case msg::kCopyData:
+      if (copying_) return forwardCopyData(m, out);
+      out.ref(m.bytes);
+      return true;
+    case msg::kCopyDone:
+      copying_ = false;
+      out.ref(m.bytes);
+      return true;
+    case msg::kCommandComplete:
+    case msg::kPortalSuspended:
+    case msg::kEmptyQuery:
+      copying_ = false;
+      if (front->kind == Expect::Execute) expects_.pop_front();
+      out.ref(m.bytes);
+      return true;
+    case msg::kErrorResponse: {
+      // The server now skips everything up to the next Sync.
+      std::string refusal = front->refusal;
+      popUntilSync();
+      copying_ = false;
+      scrubError(m, out, refusal.empty() ? nullptr : &refusal);
+      return true;
+    }
+    case msg::kReadyForQuery:
+      // Sync answered; anything still ahead of it was skipped by the server.
+      while (!expects_.empty() && expects_.front().kind != Expect::Sync) expects_.pop_front();
+      if (!expects_.empty()) expects_.pop_front();
+      out.ref(m.bytes);
+      return true;
+    default:
+      out.ref(m.bytes);
+      return true;
+  }
+}
+
+}  // namespace pgveil::proxy
