@@ -6,6 +6,10 @@ ROOT=$(cd "$(dirname "$0")" && pwd)
 cd "$ROOT"
 
 ./scripts/install-deps.sh
+# node-postgres for the driver tests, into an ignored folder (npm registry; bounded in time).
+if [[ ! -d tests/node/node_modules/pg ]]; then
+  (cd tests/node && timeout 300 npm install --no-audit --no-fund --silent) || echo "test.sh: npm install of pg failed; the node-postgres test will fail"
+fi
 ./scripts/build.sh test
 cd build-test
 # halt_on_error: a sanitizer finding fails the test that triggered it.

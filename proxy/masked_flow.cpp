@@ -47,8 +47,8 @@ bool MaskedFlow::clientNeedsWhole(char type) const {
 bool MaskedFlow::serverNeedsWhole(char type) const {
   if (type == msg::kDataRow) {
     if (!expects_.empty() && expects_.front().kind == Expect::Execute) {
-      auto it = portals_.find(expects_.front().portal);
-      return it == portals_.end() || !it->second.planned || it->second.plan.any;
+      const auto& p = expects_.front().portalState;
+      return !p || !p->planned || p->plan.any;
     }
     return !simplePlanned_ || simplePlan_.any;
   }
@@ -134,7 +134,7 @@ const masking::StatementAnalysis* MaskedFlow::effective(const masking::Statement
     auto it = cursors_.find(s->name);
     if (it != cursors_.end()) return it->second.statement;
     auto p = portals_.find(s->name);
-    return p == portals_.end() ? nullptr : p->second.statement;
+    return p == portals_.end() ? nullptr : p->second->statement;
   }
   return s;
 }
@@ -175,7 +175,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       refreshSnapshot();
       auto a = analyze(q.sql);
       auto v = masking::gate(*a, *policy_, *classification_, *catalog_);
-      Expected e{Expect::SimpleQuery, a, {}, false, {}};
+      Expected e{Expect::SimpleQuery, a, {}, false, {}, {}};
       if (!v.allowed) {
         e.refusal = v.message + "\n" + v.rule;
         refuse(out, msg::kQuery, {}, v, *a);
@@ -193,10 +193,10 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
                                                  "FunctionCall message (large objects, lo_* functions) is not allowed"};
       if (policy_->allows("function_call")) {
         out.ref(m.bytes);
-        expects_.push_back({Expect::SimpleQuery, a, {}, false, {}});
+        expects_.push_back({Expect::SimpleQuery, a, {}, false, {}, {}});
         return true;
       }
-      Expected e{Expect::SimpleQuery, a, {}, false, v.message + "\n" + v.rule};
+      Expected e{Expect::SimpleQuery, a, {}, false, v.message + "\n" + v.rule, {}};
       refuse(out, msg::kQuery, {}, v, *a);
       expects_.push_back(std::move(e));
       return true;
@@ -211,7 +211,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       refreshSnapshot();
       auto a = analyze(p.sql);
       auto v = masking::gate(*a, *policy_, *classification_, *catalog_);
-      Expected e{Expect::Parse, nullptr, {}, false, {}};
+      Expected e{Expect::Parse, nullptr, {}, false, {}, {}};
       if (!v.allowed) {
         e.refusal = v.message + "\n" + v.rule;
         refuse(out, msg::kParse, p.statement, v, *a);
@@ -231,14 +231,14 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
         fatalMessage_ = "invalid Bind message";
         return false;
       }
-      Portal portal;
+      auto portal = std::make_shared<Portal>();
       auto it = statements_.find(std::string(b.statement));
       if (it != statements_.end()) {
-        portal.analysis = it->second.analysis;
-        portal.statement = effective(it->second.statement);
+        portal->analysis = it->second.analysis;
+        portal->statement = effective(it->second.statement);
       }
       portals_[std::string(b.portal)] = std::move(portal);
-      expects_.push_back({Expect::Bind, nullptr, {}, false, {}});
+      expects_.push_back({Expect::Bind, nullptr, {}, false, {}, {}});
       out.ref(m.bytes);
       return true;
     }
@@ -250,10 +250,12 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
         return false;
       }
       if (d.target == 'S') {
-        expects_.push_back({Expect::DescribeStatement, nullptr, std::string(d.name), false, {}});
+        expects_.push_back({Expect::DescribeStatement, nullptr, std::string(d.name), false, {}, {}});
       } else {
-        portals_[std::string(d.name)].described = true;
-        expects_.push_back({Expect::DescribePortal, nullptr, std::string(d.name), false, {}});
+        auto& portal = portals_[std::string(d.name)];
+        if (!portal) portal = std::make_shared<Portal>();
+        portal->described = true;
+        expects_.push_back({Expect::DescribePortal, nullptr, std::string(d.name), false, {}, portal});
       }
       out.ref(m.bytes);
       return true;
@@ -266,7 +268,8 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
         return false;
       }
       auto& portal = portals_[std::string(e.portal)];
-      if (!portal.described) {
+      if (!portal) portal = std::make_shared<Portal>();
+      if (!portal->described) {
         // The client did not ask for the row description: pgveil asks for it itself, so that
         // the rows are attributed, and swallows the answer.
         auto mark = out.owned().size();
@@ -276,10 +279,10 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
         b.cstring(e.portal);
         b.end();
         out.commitOwned(mark);
-        portal.described = true;
-        expects_.push_back({Expect::DescribePortal, nullptr, std::string(e.portal), true, {}});
+        portal->described = true;
+        expects_.push_back({Expect::DescribePortal, nullptr, std::string(e.portal), true, {}, portal});
       }
-      expects_.push_back({Expect::Execute, nullptr, std::string(e.portal), false, {}});
+      expects_.push_back({Expect::Execute, nullptr, std::string(e.portal), false, {}, portal});
       out.ref(m.bytes);
       return true;
     }
@@ -292,12 +295,12 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       }
       if (c.target == 'S') statements_.erase(std::string(c.name));
       else portals_.erase(std::string(c.name));
-      expects_.push_back({Expect::Close, nullptr, {}, false, {}});
+      expects_.push_back({Expect::Close, nullptr, {}, false, {}, {}});
       out.ref(m.bytes);
       return true;
     }
     case msg::kSync:
-      expects_.push_back({Expect::Sync, nullptr, {}, false, {}});
+      expects_.push_back({Expect::Sync, nullptr, {}, false, {}, {}});
       out.ref(m.bytes);
       return true;
     default:
@@ -724,8 +727,8 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
     case msg::kRowDescription:
     case msg::kNoData: {
       bool injected = front->injected;
-      if (front->kind == Expect::DescribePortal) {
-        auto& portal = portals_[front->portal];
+      if (front->kind == Expect::DescribePortal && front->portalState) {
+        auto& portal = *front->portalState;
         if (m.type == msg::kRowDescription) planFromRowDescription(m.payload, portal.statement, portal.plan);
         else portal.plan = {};
         portal.planned = true;
@@ -740,20 +743,17 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
         fatalMessage_ = "pgveil: rows outside of an Execute";
         return false;
       }
-      auto it = portals_.find(front->portal);
-      if (it == portals_.end() || !it->second.planned) {
+      const auto& portal = front->portalState;
+      if (!portal || !portal->planned) {
         fatalCode_ = protocol::sqlstate::kProtocolViolation;
         fatalMessage_ = "pgveil: rows of a portal without a row description";
         return false;
       }
-      return forwardDataRow(m, it->second.plan, out);
+      return forwardDataRow(m, portal->plan, out);
     }
     case msg::kCopyOutResponse: {
       const masking::StatementAnalysis* stmt = nullptr;
-      if (front->kind == Expect::Execute) {
-        auto it = portals_.find(front->portal);
-        if (it != portals_.end()) stmt = it->second.statement;
-      }
+      if (front->kind == Expect::Execute && front->portalState) stmt = front->portalState->statement;
       startCopy(m.payload, stmt);
       out.ref(m.bytes);
       return true;

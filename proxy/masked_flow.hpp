@@ -49,12 +49,16 @@ class MaskedFlow {
 
  private:
   enum class Expect { SimpleQuery, Parse, Bind, DescribeStatement, DescribePortal, Execute, Close, Sync };
+  struct Portal;
   struct Expected {
     Expect kind;
     std::shared_ptr<const masking::Analysis> analysis;  // SimpleQuery
     std::string portal;                                 // DescribePortal, Execute
     bool injected = false;                              // a Describe pgveil added: swallow its answer
     std::string refusal;                                // refused statement: pgveil's message
+    // The portal as bound when the client sent the message: a pipelined client may bind the
+    // same (unnamed) portal again before the server has answered.
+    std::shared_ptr<Portal> portalState;
   };
   struct Portal {
     std::shared_ptr<const masking::Analysis> analysis;  // keeps `statement` alive
@@ -94,7 +98,7 @@ class MaskedFlow {
 
   std::deque<Expected> expects_;
   std::map<std::string, Prepared> statements_;  // protocol-level prepared statements
-  std::map<std::string, Portal> portals_;
+  std::map<std::string, std::shared_ptr<Portal>> portals_;
   std::map<std::string, Prepared> sqlPrepared_;  // PREPARE name AS ...
   std::map<std::string, Prepared> cursors_;      // DECLARE name CURSOR FOR ...
 

@@ -15,6 +15,12 @@ if [[ "${1:-}" == "--bench" ]]; then
   PKGS+=(pgbouncer gnuplot-nox)
 fi
 
+# Node.js for the node-postgres test: only when the machine has none (an existing nodejs may
+# bundle npm, and Debian's npm package would conflict with it).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PKGS+=(nodejs npm)
+fi
+
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

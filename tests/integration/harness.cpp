@@ -150,17 +150,24 @@ CommandResult runCommand(const std::vector<std::string>& argv, const std::map<st
 
 Proxy::Proxy(const std::string& extraYaml, bool defaultUpstream) {
   const auto& cluster = Cluster::get();
+  std::string yaml = "listen: 127.0.0.1:0\nworkers: 2\n";
+  if (defaultUpstream) {
+    yaml += "upstream:\n  host: 127.0.0.1\n  port: " + std::to_string(cluster.port) + "\n  tls: disable\n";
+  }
+  yaml += extraYaml + "\n";
+  start(yaml);
+}
+
+Proxy::Proxy(Raw, const std::string& yaml) { start(yaml); }
+
+void Proxy::start(const std::string& yaml) {
   char path[] = "/tmp/pgveil-it-config.XXXXXX";
   int fd = mkstemp(path);
   close(fd);
   configPath_ = path;
   {
     std::ofstream out(configPath_);
-    out << "listen: 127.0.0.1:0\nworkers: 2\n";
-    if (defaultUpstream) {
-      out << "upstream:\n  host: 127.0.0.1\n  port: " << cluster.port << "\n  tls: disable\n";
-    }
-    out << extraYaml << "\n";
+    out << yaml;
   }
   int errPipe[2];
   if (pipe(errPipe)) throw std::runtime_error("pipe");
@@ -336,6 +343,113 @@ bool RawClient::startupTrust(const std::string& user, const std::string& databas
     if (m->first == 'E') return false;
     if (m->first == 'Z') return true;
   }
+}
+
+std::string demoConfigForTests() {
+  std::ifstream in(sourceDir() + "/examples/pgveil.yaml");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string y = ss.str();
+  auto replace = [&](const std::string& from, const std::string& to) {
+    auto pos = y.find(from);
+    if (pos == std::string::npos) {
+      ADD_FAILURE() << "examples/pgveil.yaml no longer contains '" << from << "'";
+      return;
+    }
+    y.replace(pos, from.size(), to);
+  };
+  replace("listen: 127.0.0.1:6432", "listen: 127.0.0.1:0");
+  replace("port: 54320", "port: " + std::to_string(Cluster::get().port));
+  replace("workers: 0", "workers: 2");
+  replace("level: info", "level: debug");
+  return y;
+}
+
+CaptureRelay::CaptureRelay(int targetPort) : target_(targetPort) {
+  listenFd_ = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(listenFd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(listenFd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(listenFd_, 64) != 0) {
+    ADD_FAILURE() << "capture relay: cannot listen";
+    return;
+  }
+  socklen_t len = sizeof addr;
+  getsockname(listenFd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  port_ = ntohs(addr.sin_port);
+  acceptor_ = std::thread([this] { acceptLoop(); });
+}
+
+void CaptureRelay::acceptLoop() {
+  while (!stop_) {
+    pollfd p{listenFd_, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    int client = accept(listenFd_, nullptr, nullptr);
+    if (client < 0) continue;
+    int server = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(target_));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      close(client);
+      close(server);
+      continue;
+    }
+    relays_.emplace_back([this, client, server] {
+      char buf[65536];
+      for (;;) {
+        pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+        if (poll(fds, 2, 100) < 0) break;
+        if (stop_) break;
+        bool done = false;
+        for (int i = 0; i < 2 && !done; ++i) {
+          if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+          auto n = recv(fds[i].fd, buf, sizeof buf, 0);
+          if (n <= 0) {
+            done = true;
+            break;
+          }
+          if (i == 1) {
+            std::lock_guard lock(mutex_);
+            captured_.append(buf, static_cast<std::size_t>(n));
+          }
+          int to = i == 0 ? server : client;
+          std::size_t off = 0;
+          while (off < static_cast<std::size_t>(n)) {
+            auto w = ::send(to, buf + off, static_cast<std::size_t>(n) - off, MSG_NOSIGNAL);
+            if (w <= 0) {
+              done = true;
+              break;
+            }
+            off += static_cast<std::size_t>(w);
+          }
+        }
+        if (done) break;
+      }
+      close(client);
+      close(server);
+    });
+  }
+}
+
+CaptureRelay::~CaptureRelay() {
+  stop_ = true;
+  if (acceptor_.joinable()) acceptor_.join();
+  for (auto& t : relays_) t.join();
+  if (listenFd_ >= 0) close(listenFd_);
+}
+
+std::string CaptureRelay::captured() const {
+  std::lock_guard lock(mutex_);
+  return captured_;
+}
+
+void CaptureRelay::clear() {
+  std::lock_guard lock(mutex_);
+  captured_.clear();
 }
 
 std::string errorField(const std::string& payload, char code) {

@@ -4,6 +4,8 @@
 
 #include <libpq-fe.h>
 
+#include <atomic>
+
 #include <chrono>
 #include <map>
 #include <memory>
@@ -40,6 +42,9 @@ CommandResult runCommand(const std::vector<std::string>& argv, const std::map<st
 class Proxy {
  public:
   explicit Proxy(const std::string& extraYaml = "", bool defaultUpstream = true);
+  // A pgveil with exactly this configuration text (it must listen on 127.0.0.1:0).
+  struct Raw {};
+  Proxy(Raw, const std::string& yaml);
   ~Proxy();
   Proxy(const Proxy&) = delete;
   Proxy& operator=(const Proxy&) = delete;
@@ -50,6 +55,7 @@ class Proxy {
   int stop();
 
  private:
+  void start(const std::string& yaml);
   int pid_ = -1;
   int port_ = 0;
   std::string configPath_;
@@ -99,6 +105,33 @@ class RawClient {
  private:
   int fd_ = -1;
   std::string pending_;
+};
+
+// The demo configuration (examples/pgveil.yaml) pointed at the test cluster, on port 0.
+std::string demoConfigForTests();
+
+// A loopback relay in front of a port that records every byte sent back to clients, so that
+// tests can search what a client really received for raw values.
+class CaptureRelay {
+ public:
+  explicit CaptureRelay(int targetPort);
+  ~CaptureRelay();
+  CaptureRelay(const CaptureRelay&) = delete;
+  CaptureRelay& operator=(const CaptureRelay&) = delete;
+  [[nodiscard]] int port() const { return port_; }
+  [[nodiscard]] std::string captured() const;
+  void clear();
+
+ private:
+  void acceptLoop();
+  int listenFd_ = -1;
+  int port_ = 0;
+  int target_;
+  std::atomic<bool> stop_{false};
+  std::thread acceptor_;
+  std::vector<std::thread> relays_;
+  mutable std::mutex mutex_;
+  std::string captured_;
 };
 
 // Field value from an ErrorResponse/NoticeResponse payload ('C' SQLSTATE, 'M' message, 'S' severity).

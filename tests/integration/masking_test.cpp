@@ -1,0 +1,451 @@
+// Masking through the real demo policy (examples/pgveil.yaml): each role sees exactly its
+// masking, no raw classified value crosses the wire to a masked client (checked on the captured
+// byte stream), and a bypass suite of attempts is either refused with 42501 or masked.
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+#include <set>
+
+#include "harness.hpp"
+#include "protocol/bytes.hpp"
+#include "protocol/startup.hpp"
+
+namespace pgveil::it {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string typed(char type, const std::string& payload) {
+  std::string len(4, '\0');
+  protocol::storeBe32(len.data(), static_cast<std::uint32_t>(payload.size() + 4));
+  return std::string(1, type) + len + payload;
+}
+
+// Raw classified values of the first patients, invoices and notes, read directly as admin.
+const std::vector<std::string>& rawValues() {
+  static std::vector<std::string> values = [] {
+    std::vector<std::string> v;
+    auto c = connect(conninfo(Cluster::get().port, "admin"));
+    auto r = exec(c.get(), "SELECT full_name, email, phone, national_id, address FROM patients WHERE id <= 300");
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      for (int j = 0; j < 5; ++j) v.emplace_back(PQgetvalue(r.get(), i, j));
+    }
+    auto inv = exec(c.get(), "SELECT iban, card_number FROM invoices WHERE id <= 300 AND card_number IS NOT NULL");
+    for (int i = 0; i < PQntuples(inv.get()); ++i) {
+      for (int j = 0; j < 2; ++j) v.emplace_back(PQgetvalue(inv.get(), i, j));
+    }
+    // Emails and phones quoted inside the free-text notes.
+    auto notes = exec(c.get(), "SELECT substring(notes from '[a-z0-9.]+@[a-z.]+'), substring(notes from '\\+1-[0-9-]+') "
+                               "FROM appointments WHERE id <= 300 AND notes ~ '@|\\+1-'");
+    for (int i = 0; i < PQntuples(notes.get()); ++i) {
+      for (int j = 0; j < 2; ++j) {
+        if (!PQgetisnull(notes.get(), i, j)) v.emplace_back(PQgetvalue(notes.get(), i, j));
+      }
+    }
+    return v;
+  }();
+  return values;
+}
+
+std::string firstRawValueIn(const std::string& bytes) {
+  for (const auto& v : rawValues()) {
+    if (v.size() >= 6 && bytes.find(v) != std::string::npos) return v;
+  }
+  return {};
+}
+
+class MaskingTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { setenv("PGVEIL_MASKING_KEY", "integration-test-key-0123456789", 1); }
+  void SetUp() override {
+    ASSERT_FALSE(rawValues().empty());
+    proxy_ = std::make_unique<Proxy>(Proxy::Raw{}, demoConfigForTests());
+    ASSERT_GT(proxy_->port(), 0);
+    relay_ = std::make_unique<CaptureRelay>(proxy_->port());
+  }
+  void TearDown() override {
+    // The log of pgveil never holds a raw value either.
+    auto leaked = firstRawValueIn(proxy_->log());
+    EXPECT_TRUE(leaked.empty()) << "a raw value reached pgveil's log: " << leaked;
+  }
+  std::string via(const std::string& user, const std::string& extra = "") {
+    return conninfo(relay_->port(), user, "clinic", extra);
+  }
+  std::vector<std::string> row(const std::string& user, const std::string& sql) {
+    auto c = connect(via(user));
+    EXPECT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
+    auto r = exec(c.get(), sql);
+    EXPECT_EQ(PQresultStatus(r.get()), PGRES_TUPLES_OK) << PQresultErrorMessage(r.get());
+    std::vector<std::string> out;
+    if (PQntuples(r.get()) == 0) return out;
+    for (int j = 0; j < PQnfields(r.get()); ++j) out.push_back(PQgetisnull(r.get(), 0, j) ? "NULL" : PQgetvalue(r.get(), 0, j));
+    return out;
+  }
+  std::unique_ptr<Proxy> proxy_;
+  std::unique_ptr<CaptureRelay> relay_;
+};
+
+const char* const kPatient1 =
+    "SELECT id, full_name, email, phone, national_id, birth_date, address, nationality, religion, sexual_orientation "
+    "FROM patients WHERE id = 1";
+
+TEST_F(MaskingTest, AdminSeesRawValues) {
+  auto r = row("admin", kPatient1);
+  ASSERT_EQ(r.size(), 10u);
+  EXPECT_EQ(r[2], "linda.wilson1@example.org");
+  EXPECT_EQ(r[4], "132-27-8907");
+}
+
+TEST_F(MaskingTest, SupportSeesPartialMasks) {
+  auto r = row("support", kPatient1);
+  ASSERT_EQ(r.size(), 10u);
+  EXPECT_EQ(r[0], "1");
+  EXPECT_EQ(r[1], "L***********");
+  EXPECT_EQ(r[2], "l***@example.org");
+  EXPECT_EQ(r[3], "+*-***-***-7919");
+  EXPECT_EQ(r[4], "***");
+  EXPECT_EQ(r[5], "1942-01-01");
+  EXPECT_EQ(r[6], "***");
+  EXPECT_EQ(r[7], "NG");  // nationality: none for support
+  EXPECT_EQ(r[8], "NULL");
+  EXPECT_EQ(r[9], "NULL");
+  auto n = row("support", "SELECT notes FROM appointments WHERE id = 5");
+  ASSERT_EQ(n.size(), 1u);
+  EXPECT_NE(n[0].find("@example.com about the results"), std::string::npos) << n[0];
+  EXPECT_EQ(firstRawValueIn(n[0]), "");
+  auto inv = row("support", "SELECT iban, card_number, amount FROM invoices WHERE id = 1");
+  EXPECT_EQ(inv[0], "******************4723");
+  EXPECT_EQ(inv[1], "************6531");
+  EXPECT_EQ(inv[2], "99.19");
+}
+
+TEST_F(MaskingTest, AnalystSeesStableHashesAndYears) {
+  auto a = row("analyst", kPatient1);
+  auto b = row("analyst", kPatient1);
+  ASSERT_EQ(a.size(), 10u);
+  EXPECT_EQ(a, b);  // deterministic across sessions
+  EXPECT_TRUE(std::regex_match(a[2], std::regex("[0-9a-f]{32}"))) << a[2];
+  EXPECT_NE(a[2], a[3]);
+  EXPECT_EQ(a[5], "1942-01-01");
+  EXPECT_EQ(a[6], "NULL");
+  // Equal inputs give equal hashes, so joins on hashed values still work.
+  auto j = row("analyst", "SELECT p.email FROM patients p JOIN appointments a ON a.patient_id = p.id WHERE a.id = 5");
+  auto p = row("analyst", "SELECT email FROM patients WHERE id = (SELECT patient_id FROM appointments WHERE id = 5)");
+  EXPECT_EQ(j, p);
+}
+
+TEST_F(MaskingTest, InternAndUnlistedRolesSeeEverythingMasked) {
+  auto r = row("intern", kPatient1);
+  ASSERT_EQ(r.size(), 10u);
+  for (int i = 1; i < 10; ++i) {
+    if (i == 5) EXPECT_EQ(r[i], "2000-01-01");
+    else EXPECT_EQ(r[i], "***") << i;
+  }
+  auto t = row("pgveil_md5", "SELECT email FROM patients WHERE id = 1");
+  EXPECT_EQ(t.at(0), "***");
+}
+
+TEST_F(MaskingTest, BinaryResultsAreMaskedAndTypeValid) {
+  auto c = connect(via("support"));
+  const char* values[] = {"1"};
+  PgResult r(PQexecParams(c.get(), "SELECT email, phone, birth_date, id FROM patients WHERE id = $1::int", 1, nullptr,
+                          values, nullptr, nullptr, 1));
+  ASSERT_EQ(PQresultStatus(r.get()), PGRES_TUPLES_OK) << PQresultErrorMessage(r.get());
+  EXPECT_EQ(std::string(PQgetvalue(r.get(), 0, 0), PQgetlength(r.get(), 0, 0)), "l***@example.org");
+  // date in binary: int32 days since 2000-01-01; 1942-01-01 is -21184.
+  ASSERT_EQ(PQgetlength(r.get(), 0, 2), 4);
+  EXPECT_EQ(static_cast<std::int32_t>(protocol::loadBe32(PQgetvalue(r.get(), 0, 2))), -21184);
+  ASSERT_EQ(PQgetlength(r.get(), 0, 3), 8);
+  EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty());
+}
+
+TEST_F(MaskingTest, RefusalKeepsTheSessionAndPipelineInSync) {
+  auto c = connect(via("support"));
+  ASSERT_TRUE(PQenterPipelineMode(c.get()));
+  const char* sqls[] = {"SELECT email FROM patients WHERE id = 1", "SELECT id FROM patients WHERE email LIKE 'l%'",
+                        "SELECT phone FROM patients WHERE id = 2"};
+  for (auto* s : sqls) PQsendQueryParams(c.get(), s, 0, nullptr, nullptr, nullptr, nullptr, 0);
+  PQpipelineSync(c.get());
+  PQsendQueryParams(c.get(), "SELECT 'after sync'", 0, nullptr, nullptr, nullptr, nullptr, 0);
+  PQpipelineSync(c.get());
+  std::vector<std::string> got;
+  int syncs = 0;
+  while (syncs < 2) {
+    PGresult* r = PQgetResult(c.get());
+    if (!r) continue;
+    auto st = PQresultStatus(r);
+    std::string line = PQresStatus(st);
+    if (st == PGRES_TUPLES_OK) line += " " + std::string(PQgetvalue(r, 0, 0));
+    if (st == PGRES_FATAL_ERROR) line += " " + std::string(PQresultErrorField(r, PG_DIAG_SQLSTATE));
+    if (st == PGRES_PIPELINE_SYNC) ++syncs;
+    got.push_back(line);
+    PQclear(r);
+  }
+  std::vector<std::string> expect = {"PGRES_TUPLES_OK l***@example.org", "PGRES_FATAL_ERROR 42501",
+                                     "PGRES_PIPELINE_ABORTED", "PGRES_PIPELINE_SYNC", "PGRES_TUPLES_OK after sync",
+                                     "PGRES_PIPELINE_SYNC"};
+  EXPECT_EQ(got, expect);
+  PQexitPipelineMode(c.get());
+  // A refused statement inside a transaction fails the transaction, as PostgreSQL would.
+  exec(c.get(), "BEGIN");
+  auto refused = exec(c.get(), "SELECT upper(email) FROM patients");
+  EXPECT_STREQ(PQresultErrorField(refused.get(), PG_DIAG_SQLSTATE), "42501");
+  EXPECT_EQ(PQtransactionStatus(c.get()), PQTRANS_INERROR);
+  exec(c.get(), "ROLLBACK");
+  EXPECT_EQ(scalar(c.get(), "SELECT email FROM patients WHERE id = 2"), "j***@example.net");
+}
+
+TEST_F(MaskingTest, ExecuteWithoutDescribeIsStillAttributed) {
+  // pgveil_trust has no policy of its own: the default role masks everything.
+  RawClient raw(relay_->port());
+  ASSERT_TRUE(raw.startupTrust("pgveil_trust", "clinic"));
+  std::string parse = std::string("") + '\0' + "SELECT email, id FROM patients WHERE id = 1" + '\0' + std::string(2, '\0');
+  std::string bind = std::string(1, '\0') + '\0' + std::string(2, '\0') + std::string(2, '\0') + std::string(2, '\0');
+  std::string execute = std::string(1, '\0') + std::string(4, '\0');
+  raw.send(typed('P', parse) + typed('B', bind) + typed('E', execute) + typed('S', ""));
+  std::string types;
+  std::string email;
+  while (auto m = raw.readMessage()) {
+    types.push_back(m->first);
+    if (m->first == 'D') {
+      auto len = protocol::loadBe32(m->second.data() + 2);
+      email = m->second.substr(6, len);
+    }
+    if (m->first == 'Z') break;
+  }
+  EXPECT_EQ(types, "12DCZ");  // no RowDescription: the one pgveil asked for was swallowed
+  EXPECT_EQ(email, "***");
+}
+
+TEST_F(MaskingTest, StartupOptionsCannotChangeRole) {
+  auto c = connect(via("support", "options='-c role=admin'"));
+  ASSERT_EQ(PQstatus(c.get()), CONNECTION_BAD);
+  EXPECT_NE(std::string(PQerrorMessage(c.get())).find("identity_change"), std::string::npos) << PQerrorMessage(c.get());
+  auto d = connect(via("admin", "options='-c search_path=public'"));
+  EXPECT_EQ(PQstatus(d.get()), CONNECTION_OK) << PQerrorMessage(d.get());  // unmasked roles are not restricted
+  auto e = connect(via("support", "options='-c search_path=public'"));
+  EXPECT_EQ(PQstatus(e.get()), CONNECTION_BAD);  // masked roles set no session parameters at startup
+}
+
+TEST_F(MaskingTest, LargeObjectFastPathRefused) {
+  auto c = connect(via("support"));
+  exec(c.get(), "BEGIN");
+  Oid oid = lo_creat(c.get(), 0x20000);
+  EXPECT_EQ(oid, 0u);
+  EXPECT_NE(std::string(PQerrorMessage(c.get())).find("function_call"), std::string::npos) << PQerrorMessage(c.get());
+  exec(c.get(), "ROLLBACK");
+  EXPECT_EQ(scalar(c.get(), "SELECT 1"), "1");
+}
+
+TEST_F(MaskingTest, CopyOutIsMaskedInEveryFormat) {
+  for (const char* fmt : {"text", "csv, HEADER", "binary"}) {
+    relay_->clear();
+    auto r = runCommand({"psql", "-X", via("support"), "-c",
+                         std::string("COPY (SELECT * FROM patients WHERE id <= 100 ORDER BY id) TO STDOUT WITH (FORMAT ") + fmt + ")"});
+    ASSERT_EQ(r.exitCode, 0) << r.err;
+    EXPECT_NE(r.out.find("l***@example.org"), std::string::npos) << fmt;
+    EXPECT_TRUE(firstRawValueIn(r.out).empty()) << fmt << ": " << firstRawValueIn(r.out);
+    EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << fmt;
+  }
+  auto t = runCommand({"psql", "-X", via("support"), "-c", "COPY patients TO STDOUT WITH (FORMAT csv)"});
+  ASSERT_EQ(t.exitCode, 0);
+  std::size_t lines = std::count(t.out.begin(), t.out.end(), '\n');
+  EXPECT_EQ(lines, 200000u);
+  EXPECT_TRUE(firstRawValueIn(t.out).empty());
+}
+
+TEST_F(MaskingTest, ErrorsNoticesAndParametersAreScrubbed) {
+  auto c = connect(via("support"));
+  auto e = exec(c.get(), "SELECT * FROM patients WHERE id = 'linda.wilson1@example.org'");
+  EXPECT_STREQ(PQresultErrorField(e.get(), PG_DIAG_SQLSTATE), "22P02");
+  // The server's own message quoted the value; pgveil keeps only the SQLSTATE. (libpq still shows
+  // the client's own query text around the error position, which never left the client.)
+  std::string primary = PQresultErrorField(e.get(), PG_DIAG_MESSAGE_PRIMARY);
+  EXPECT_EQ(primary.find("linda"), std::string::npos) << primary;
+  EXPECT_NE(primary.find("22P02"), std::string::npos) << primary;
+  auto s = exec(c.get(), "SET application_name = 'joseph.dubois2@example.net'");
+  EXPECT_EQ(PQresultStatus(s.get()), PGRES_COMMAND_OK);
+  EXPECT_STREQ(PQparameterStatus(c.get(), "application_name"), "j***@example.net");
+  EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
+}
+
+TEST_F(MaskingTest, PsycopgSeesMaskedValues) {
+  std::string script =
+      "import sys, psycopg\n"
+      "with psycopg.connect(sys.argv[1]) as c:\n"
+      "    r = c.execute('SELECT email, birth_date, national_id FROM patients WHERE id = %s', (1,)).fetchone()\n"
+      "    print(r[0], r[1].isoformat(), r[2])\n"
+      "    r = c.execute('SELECT email FROM patients WHERE id = %s', (1,), binary=True).fetchone()\n"
+      "    print(r[0])\n";
+  auto r = runCommand({"/usr/bin/python3", "-c", script, via("support")});
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_EQ(r.out, "l***@example.org 1942-01-01 ***\nl***@example.org\n");
+}
+
+TEST_F(MaskingTest, NodePostgresSeesMaskedValues) {
+  std::string modules = sourceDir() + "/tests/node/node_modules";
+  ASSERT_EQ(access((modules + "/pg").c_str(), R_OK), 0) << "node-postgres missing: ./test.sh installs it into " << modules;
+  std::string script =
+      "const { Client } = require('pg');\n"
+      "(async () => {\n"
+      "  const c = new Client({ connectionString: process.argv[process.argv.length - 1] });\n"
+      "  await c.connect();\n"
+      "  const r = await c.query('SELECT email, phone FROM patients WHERE id = $1', [1]);\n"
+      "  console.log(r.rows[0].email + ' ' + r.rows[0].phone);\n"
+      "  try { await c.query('SELECT upper(email) FROM patients'); } catch (e) { console.log(e.code); }\n"
+      "  await c.end();\n"
+      "})();\n";
+  auto r = runCommand({"node", "-e", script, "postgresql://support:support@127.0.0.1:" + std::to_string(relay_->port()) + "/clinic"},
+                      {{"NODE_PATH", modules}});
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_EQ(r.out, "l***@example.org +*-***-***-7919\n42501\n");
+}
+
+// ---- the bypass suite
+
+enum class Want { Refused, Masked, Error };
+struct Attempt {
+  const char* sql;
+  Want want;
+};
+void PrintTo(const Attempt& a, std::ostream* os) { *os << a.sql; }
+
+const Attempt kAttempts[] = {
+    {"SELECT upper(email) FROM patients WHERE id = 1", Want::Refused},
+    {"SELECT lower(email) FROM patients WHERE id = 1", Want::Refused},
+    {"SELECT email || '' FROM patients WHERE id = 1", Want::Refused},
+    {"SELECT email::text FROM patients WHERE id = 1", Want::Refused},
+    {"SELECT CAST(email AS varchar(200)) FROM patients WHERE id = 1", Want::Refused},
+    {"SELECT substr(national_id, 1, 3) FROM patients WHERE id = 1", Want::Refused},
+    {"SELECT md5(email) FROM patients WHERE id = 1", Want::Refused},
+    {"SELECT encode(email::bytea, 'base64') FROM patients WHERE id = 1", Want::Refused},
+    {"SELECT row_to_json(p) FROM patients p WHERE id = 1", Want::Refused},
+    {"SELECT to_jsonb(p) FROM patients p WHERE id = 1", Want::Refused},
+    {"SELECT p::text FROM patients p WHERE id = 1", Want::Refused},
+    {"SELECT p FROM patients p WHERE id = 1", Want::Refused},
+    {"SELECT (p).email FROM patients p WHERE id = 1", Want::Refused},
+    {"SELECT array_agg(email) FROM patients WHERE id < 5", Want::Refused},
+    {"SELECT string_agg(phone, ',') FROM patients WHERE id < 5", Want::Refused},
+    {"SELECT max(national_id) FROM patients", Want::Refused},
+    {"SELECT min(email) FROM patients", Want::Refused},
+    {"SELECT json_agg(p) FROM patients p WHERE id < 3", Want::Refused},
+    {"SELECT id FROM patients WHERE national_id LIKE '1%'", Want::Refused},
+    {"SELECT id FROM patients WHERE email = 'linda.wilson1@example.org'", Want::Refused},
+    {"SELECT id FROM patients WHERE religion = 'Jewish'", Want::Refused},
+    {"SELECT count(*) FROM patients WHERE sexual_orientation = 'gay'", Want::Refused},
+    {"SELECT id FROM patients ORDER BY email LIMIT 1", Want::Refused},
+    {"SELECT religion, count(*) FROM patients GROUP BY religion", Want::Refused},
+    {"SELECT p.id FROM patients p JOIN invoices i ON i.iban = p.email", Want::Refused},
+    {"SELECT DISTINCT ON (email) id FROM patients LIMIT 1", Want::Refused},
+    {"SELECT row_number() OVER (ORDER BY national_id) FROM patients LIMIT 1", Want::Refused},
+    {"SELECT CASE WHEN email LIKE 'l%' THEN 1 ELSE 0 END FROM patients WHERE id = 1", Want::Refused},
+    {"SELECT email IS NULL FROM patients WHERE id = 1", Want::Refused},
+    {"SELECT length(email) FROM patients WHERE id = 1", Want::Refused},
+    {"SELECT (SELECT email FROM patients WHERE id = 1)", Want::Refused},
+    {"SELECT id FROM appointments WHERE patient_id IN (SELECT id FROM patients WHERE national_id LIKE '13%')", Want::Refused},
+    {"SELECT EXISTS (SELECT 1 FROM patients WHERE national_id = '132-27-8907')", Want::Refused},
+    {"WITH c AS (SELECT upper(email) e FROM patients) SELECT e FROM c LIMIT 1", Want::Refused},
+    {"SELECT email FROM patients WHERE id = 1 UNION SELECT 'x'", Want::Refused},
+    {"SELECT email FROM patients WHERE id = 1 INTERSECT SELECT email FROM patients", Want::Refused},
+    {"SELECT x FROM patients p, unnest(ARRAY[p.email]) x LIMIT 1", Want::Refused},
+    {"SELECT j.value FROM patients p, jsonb_each(to_jsonb(p)) j LIMIT 3", Want::Refused},
+    {"SELECT lag(email) OVER () FROM patients LIMIT 2", Want::Refused},
+    {"SELECT set_config('application_name', email, false) FROM patients WHERE id = 1", Want::Refused},
+    {"SELECT pg_notify('ch', email) FROM patients WHERE id = 1", Want::Refused},
+    {"SELECT query_to_xml('select email from patients limit 1', true, false, '')", Want::Refused},
+    {"SELECT table_to_xml('patients', true, false, '')", Want::Refused},
+    {"SELECT pg_read_file('/etc/passwd')", Want::Refused},
+    {"SELECT lo_import('/etc/passwd')", Want::Refused},
+    {"SELECT * FROM pg_stats WHERE tablename = 'patients'", Want::Refused},
+    {"SELECT most_common_vals::text FROM pg_stats", Want::Refused},
+    {"SELECT query FROM pg_stat_activity", Want::Refused},
+    {"SELECT pg_stat_get_backend_activity(1)", Want::Refused},
+    {"CREATE TEMP TABLE leak AS SELECT email FROM patients", Want::Refused},
+    {"SELECT email INTO TEMP leak2 FROM patients", Want::Refused},
+    {"CREATE TEMP VIEW leakv AS SELECT email FROM patients", Want::Refused},
+    {"DO $$BEGIN RAISE NOTICE '%', (SELECT email FROM patients LIMIT 1); END$$", Want::Refused},
+    {"CREATE FUNCTION pg_temp.f() RETURNS text LANGUAGE sql AS $$SELECT email FROM patients LIMIT 1$$", Want::Refused},
+    {"SET ROLE admin", Want::Refused},
+    {"SET SESSION AUTHORIZATION admin", Want::Refused},
+    {"SELECT set_config('role', 'admin', false)", Want::Refused},
+    {"RESET ROLE", Want::Refused},
+    {"NOTIFY ch, 'x'", Want::Refused},
+    {"COPY patients TO '/tmp/pgveil-leak'", Want::Refused},
+    {"COPY (SELECT upper(email) FROM patients) TO STDOUT", Want::Refused},
+    {"EXPLAIN ANALYZE SELECT id FROM patients WHERE national_id = '132-27-8907'", Want::Refused},
+    {"PREPARE q AS SELECT id FROM patients WHERE email = $1", Want::Refused},
+    {"DECLARE c CURSOR WITH HOLD FOR SELECT upper(email) FROM patients", Want::Refused},
+    {"SELECT 1; SELECT upper(email) FROM patients", Want::Refused},
+    {"SET standard_conforming_strings = off", Want::Refused},
+    {"SELECT my_unknown_fn(email) FROM patients", Want::Refused},
+    {"SELECT id FROM patients WHERE email ~ '^l'", Want::Refused},
+    {"SELECT id FROM patients WHERE phone BETWEEN '+1-2' AND '+1-3'", Want::Refused},
+    {"SELECT greatest(email, 'a') FROM patients LIMIT 1", Want::Refused},
+    {"SELECT coalesce(religion, 'x') FROM patients LIMIT 1", Want::Refused},
+    {"SELECT iban FROM invoices ORDER BY iban LIMIT 1", Want::Refused},
+    {"SELECT notes FROM appointments WHERE notes LIKE '%@%' LIMIT 1", Want::Refused},
+    {"SELECT count(*) FROM patients GROUP BY substr(national_id, 1, 1)", Want::Refused},
+    {"SELECT id FROM patients WHERE birth_date < '1950-01-01'", Want::Refused},
+    {"SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY birth_date) FROM patients", Want::Refused},
+    {"UPDATE appointments SET notes = (SELECT email FROM patients WHERE id = 1) WHERE id = 1", Want::Refused},
+    {"INSERT INTO appointments(patient_id, doctor, scheduled_at, notes) SELECT id, 'x', now(), email FROM patients LIMIT 1", Want::Refused},
+    {"SELECT upper(contact) FROM patient_contacts", Want::Refused},
+    {"SELECT email FROM patients WHERE id = 1 OR email LIKE 'a%'", Want::Refused},
+    {"SELECT 'x' FROM patients HAVING max(email) > 'm'", Want::Refused},
+    {"SELECT email FROM patients WHERE id = 1 \\; SELECT 1", Want::Masked},
+    {"SELECT email, phone, national_id FROM patients WHERE id <= 20", Want::Masked},
+    {"SELECT * FROM patients WHERE id <= 50", Want::Masked},
+    {"SELECT * FROM invoices WHERE id <= 50", Want::Masked},
+    {"SELECT notes FROM appointments WHERE id <= 50", Want::Masked},
+    {"SELECT p.email, a.notes FROM patients p JOIN appointments a ON a.patient_id = p.id WHERE p.id < 50", Want::Masked},
+    {"WITH c AS (SELECT email FROM patients WHERE id < 10) SELECT * FROM c", Want::Masked},
+    {"SELECT s.e FROM (SELECT email AS e FROM patients WHERE id < 10) s", Want::Masked},
+    {"SELECT count(email) FROM patients", Want::Masked},
+    {"SELECT contact, name FROM patient_contacts WHERE id <= 10", Want::Masked},
+    {"TABLE patients LIMIT 20", Want::Masked},
+    {"SELECT email AS id, id AS email FROM patients WHERE id < 10", Want::Masked},
+    {"SELECT * FROM patients p JOIN invoices i ON i.patient_id = p.id WHERE p.id < 30", Want::Masked},
+    {"SELECT 'linda.wilson1@example.org'::int", Want::Error},
+    {"SELECT * FROM patients WHERE id = 'linda.wilson1@example.org'", Want::Error},
+};
+
+class BypassTest : public MaskingTest, public ::testing::WithParamInterface<Attempt> {};
+
+TEST_P(BypassTest, RefusedOrMaskedNeverRaw) {
+  const auto& a = GetParam();
+  auto c = connect(via("support"));
+  ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK);
+  std::string sql = std::regex_replace(std::string(a.sql), std::regex("\\\\;"), ";");
+  exec(c.get(), "BEGIN");
+  auto r = exec(c.get(), sql);
+  auto st = PQresultStatus(r.get());
+  const char* code = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
+  switch (a.want) {
+    case Want::Refused:
+      EXPECT_EQ(st, PGRES_FATAL_ERROR);
+      EXPECT_STREQ(code ? code : "", "42501") << PQresultErrorMessage(r.get());
+      EXPECT_NE(std::string(PQresultErrorMessage(r.get())).find("pgveil"), std::string::npos);
+      break;
+    case Want::Masked:
+      EXPECT_TRUE(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) << PQresultErrorMessage(r.get());
+      break;
+    case Want::Error:
+      EXPECT_EQ(st, PGRES_FATAL_ERROR);
+      break;
+  }
+  exec(c.get(), "ROLLBACK");
+  // The session stays usable after whatever happened.
+  EXPECT_EQ(scalar(c.get(), "SELECT 'usable'"), "usable");
+  c.reset();
+  auto leaked = firstRawValueIn(relay_->captured());
+  EXPECT_TRUE(leaked.empty()) << "raw value on the wire: " << leaked;
+}
+
+INSTANTIATE_TEST_SUITE_P(Attempts, BypassTest, ::testing::ValuesIn(kAttempts));
+
+TEST(BypassSuiteTest, HasAtLeastEightyAttempts) { EXPECT_GE(std::size(kAttempts), 80u); }
+
+}  // namespace
+}  // namespace pgveil::it
