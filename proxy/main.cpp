@@ -9,6 +9,7 @@
 
 #include "config/config.hpp"
 #include "pgveil/version.hpp"
+#include "proxy/explain.hpp"
 #include "proxy/logging.hpp"
 #include "proxy/server.hpp"
 
@@ -19,13 +20,43 @@ void usage(std::ostream& out) {
       << "Usage:\n"
       << "  pgveil --config FILE          run the proxy\n"
       << "  pgveil --check-config FILE    validate FILE and exit (0: valid, 1: invalid)\n"
+      << "  pgveil explain --config FILE --role ROLE [--database DB] SQL\n"
+      << "                                print the analysis of SQL and the verdict for ROLE as JSON\n"
+      << "                                (exit 0: allowed, 3: refused, 1: error)\n"
       << "  pgveil --version              print the version\n"
       << "  pgveil --help                 print this help\n";
 }
 
 }  // namespace
 
+int explainMain(int argc, char** argv) {
+  std::string configPath, role, database = "postgres", sql;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) configPath = argv[++i];
+    else if (a == "--role" && i + 1 < argc) role = argv[++i];
+    else if (a == "--database" && i + 1 < argc) database = argv[++i];
+    else if (sql.empty() && a.rfind("--", 0) != 0) sql = a;
+    else {
+      std::cerr << "pgveil explain: unknown or incomplete argument '" << a << "'\n";
+      return 2;
+    }
+  }
+  if (configPath.empty() || role.empty() || sql.empty()) {
+    std::cerr << "usage: pgveil explain --config FILE --role ROLE [--database DB] SQL\n";
+    return 2;
+  }
+  try {
+    auto cfg = pgveil::config::loadConfigFile(configPath);
+    return pgveil::proxy::explainQuery(cfg, role, database, sql, std::cout, std::cerr);
+  } catch (const pgveil::config::ConfigError& e) {
+    std::cerr << "pgveil: invalid configuration: " << e.what() << "\n";
+    return 1;
+  }
+}
+
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "explain") return explainMain(argc, argv);
   std::string configPath;
   bool checkOnly = false;
   for (int i = 1; i < argc; ++i) {

@@ -28,7 +28,11 @@ struct Probe {
   const char* sql;
   std::vector<std::string> path = {"public"};
 };
-void PrintTo(const Probe& p, std::ostream* os) { *os << p.sql; }
+void PrintTo(const Probe& p, std::ostream* os) {
+  *os << p.sql << " [search_path";
+  for (const auto& s : p.path) *os << " " << s;
+  *os << "]";
+}
 
 class AnalyzerAgainstServerTest : public ::testing::TestWithParam<Probe> {
  protected:

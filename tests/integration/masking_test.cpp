@@ -449,3 +449,39 @@ TEST(BypassSuiteTest, HasAtLeastEightyAttempts) { EXPECT_GE(std::size(kAttempts)
 
 }  // namespace
 }  // namespace pgveil::it
+
+namespace pgveil::it {
+namespace {
+
+TEST(ExplainCommandTest, PrintsAnalysisAndVerdictAsJson) {
+  char path[] = "/tmp/pgveil-explain.XXXXXX";
+  int fd = mkstemp(path);
+  auto yaml = demoConfigForTests();
+  ASSERT_EQ(write(fd, yaml.data(), yaml.size()), static_cast<ssize_t>(yaml.size()));
+  close(fd);
+  std::map<std::string, std::string> env = {{"PGVEIL_MASKING_KEY", "integration-test-key-0123456789"}};
+  auto allowed = runCommand({pgveilBinary(), "explain", "--config", path, "--role", "support", "--database", "clinic",
+                             "SELECT email, notes FROM patients p JOIN appointments a ON a.patient_id = p.id WHERE p.id = 7"},
+                            env);
+  EXPECT_EQ(allowed.exitCode, 0) << allowed.err;
+  EXPECT_NE(allowed.out.find("\"allowed\": true"), std::string::npos) << allowed.out;
+  EXPECT_NE(allowed.out.find("\"masked_with\": \"partial_email\""), std::string::npos) << allowed.out;
+  EXPECT_NE(allowed.out.find("\"masked_with\": \"detect\""), std::string::npos) << allowed.out;
+  EXPECT_NE(allowed.out.find("\"normalized\": \"SELECT email, notes FROM patients p JOIN appointments a ON a.patient_id = p.id WHERE p.id = $1\""),
+            std::string::npos) << allowed.out;
+  auto refused = runCommand({pgveilBinary(), "explain", "--config", path, "--role", "intern", "--database", "clinic",
+                             "SELECT id FROM patients WHERE religion = 'x'"},
+                            env);
+  EXPECT_EQ(refused.exitCode, 3) << refused.err;
+  EXPECT_NE(refused.out.find("\"rule\": \"classified_in_predicate\""), std::string::npos) << refused.out;
+  auto admin = runCommand({pgveilBinary(), "explain", "--config", path, "--role", "admin", "--database", "clinic",
+                           "SELECT upper(email) FROM patients"},
+                          env);
+  EXPECT_EQ(admin.exitCode, 0);
+  EXPECT_NE(admin.out.find("\"unmasked\": true"), std::string::npos) << admin.out;
+  EXPECT_NE(admin.out.find("\"masked_with\": null"), std::string::npos) << admin.out;
+  unlink(path);
+}
+
+}  // namespace
+}  // namespace pgveil::it
