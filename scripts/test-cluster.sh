@@ -29,6 +29,8 @@ SET password_encryption = 'md5';
 CREATE ROLE pgveil_md5 LOGIN PASSWORD 'pgveil_md5';
 GRANT CONNECT ON DATABASE clinic TO pgveil_trust, pgveil_password, pgveil_md5;
 CREATE DATABASE bench;
+-- A member of the support group: support's masking policy applies to it.
+CREATE ROLE support_member LOGIN PASSWORD 'support_member' IN ROLE support;
 SQL
     "${psql[@]}" -d clinic -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO pgveil_trust, pgveil_password, pgveil_md5"
     # Extra relations for the analyzer checks: quoted names, a second "patients", views.

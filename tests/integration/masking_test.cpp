@@ -147,6 +147,54 @@ TEST_F(MaskingTest, InternAndUnlistedRolesSeeEverythingMasked) {
   EXPECT_EQ(t.at(0), "***");
 }
 
+TEST_F(MaskingTest, GroupRolePolicyAppliesToMembers) {
+  auto r = row("support_member", "SELECT email, phone FROM patients WHERE id = 1");
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0], "l***@example.org");
+  EXPECT_EQ(r[1], "+*-***-***-7919");
+}
+
+TEST_F(MaskingTest, CursorsAndSqlPreparedStatementsAreMasked) {
+  auto c = connect(via("support"));
+  exec(c.get(), "BEGIN");
+  ASSERT_EQ(PQresultStatus(exec(c.get(), "DECLARE cur CURSOR FOR SELECT id, email FROM patients ORDER BY id").get()),
+            PGRES_COMMAND_OK);
+  auto f = exec(c.get(), "FETCH 2 FROM cur");
+  ASSERT_EQ(PQntuples(f.get()), 2);
+  EXPECT_STREQ(PQgetvalue(f.get(), 0, 1), "l***@example.org");
+  EXPECT_STREQ(PQgetvalue(f.get(), 1, 1), "j***@example.net");
+  // A binary cursor: the rows come back in binary format and are masked as such.
+  exec(c.get(), "DECLARE bcur BINARY CURSOR FOR SELECT email, birth_date FROM patients WHERE id = 1");
+  auto b = exec(c.get(), "FETCH ALL FROM bcur");
+  ASSERT_EQ(PQntuples(b.get()), 1);
+  EXPECT_EQ(std::string(PQgetvalue(b.get(), 0, 0), PQgetlength(b.get(), 0, 0)), "l***@example.org");
+  EXPECT_EQ(static_cast<std::int32_t>(protocol::loadBe32(PQgetvalue(b.get(), 0, 1))), -21184);
+  exec(c.get(), "COMMIT");
+  exec(c.get(), "PREPARE p1(int) AS SELECT phone FROM patients WHERE id = $1");
+  EXPECT_EQ(scalar(c.get(), "EXECUTE p1(1)"), "+*-***-***-7919");
+  EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
+}
+
+TEST_F(MaskingTest, PortalRowLimitsKeepTheirPlan) {
+  RawClient raw(relay_->port());
+  ASSERT_TRUE(raw.startupTrust("pgveil_trust", "clinic"));
+  std::string parse = std::string("") + '\0' + "SELECT email FROM patients WHERE id <= 3 ORDER BY id" + '\0' + std::string(2, '\0');
+  std::string bind = std::string(1, '\0') + '\0' + std::string(2, '\0') + std::string(2, '\0') + std::string(2, '\0');
+  std::string describe = std::string("P") + '\0';
+  std::string exec2 = std::string(1, '\0') + std::string("\0\0\0\x02", 4);
+  raw.send(typed('P', parse) + typed('B', bind) + typed('D', describe) + typed('E', exec2) + typed('E', exec2) +
+           typed('S', ""));
+  std::string types;
+  std::vector<std::string> values;
+  while (auto m = raw.readMessage()) {
+    types.push_back(m->first);
+    if (m->first == 'D') values.push_back(m->second.substr(6, protocol::loadBe32(m->second.data() + 2)));
+    if (m->first == 'Z') break;
+  }
+  EXPECT_EQ(types, "12TDDsDCZ");  // two rows, PortalSuspended, then the last row
+  EXPECT_EQ(values, (std::vector<std::string>{"***", "***", "***"}));
+}
+
 TEST_F(MaskingTest, BinaryResultsAreMaskedAndTypeValid) {
   auto c = connect(via("support"));
   const char* values[] = {"1"};

@@ -179,6 +179,69 @@ TEST_F(StrategyTest, OtherTypesBecomeNull) {
   EXPECT_TRUE(isSupportedType(kTextArray));
 }
 
+}  // namespace
+}  // namespace pgveil::masking
+
+#include "masking/policy.hpp"
+#include "protocol/encode.hpp"
+
+namespace pgveil::masking {
+namespace {
+
+TEST(PolicyTest, PlansAndRewritesRows) {
+  config::MaskingConfig cfg;
+  cfg.classify = {{"public.patients.email", "email"}, {"public.patients.religion", "special"}};
+  config::RolePolicyConfig support;
+  support.name = "support";
+  support.mask["email"] = {"partial_email", {}};
+  cfg.roles["support"] = support;
+  config::RolePolicyConfig def;
+  def.name = "default";
+  def.mask["*"] = {"redact", {}};
+  cfg.roles["default"] = def;
+  auto catalog = makeDemoCatalog();
+  PolicySet policies(cfg);
+  Classification cls(cfg, *catalog);
+  auto p = policies.forRole("support", catalog.get());
+  EXPECT_EQ(p->role(), "support");
+  EXPECT_EQ(policies.forRole("intern", catalog.get())->role(), "default");
+  // RowDescription: id (unclassified), email (classified), religion (classified, not listed: redact),
+  // an expression without table (lineage unknown here: no analysis, reads unknown -> redacted).
+  protocol::RowDescriptionMsg rd;
+  rd.fields = {{"id", 16400, 1, 20, 8, -1, 0}, {"email", 16400, 3, 25, -1, -1, 0},
+               {"religion", 16400, 9, 25, -1, -1, 0}, {"x", 0, 0, 25, -1, -1, 0}};
+  auto plan = planResult(rd, nullptr, *p, cls, *catalog);
+  ASSERT_EQ(plan.fields.size(), 4u);
+  EXPECT_FALSE(plan.fields[0].mask);
+  EXPECT_TRUE(plan.fields[1].mask);
+  EXPECT_EQ(plan.fields[1].strategy.kind, StrategyKind::PartialEmail);
+  EXPECT_EQ(plan.fields[2].strategy.kind, StrategyKind::Redact);
+  EXPECT_TRUE(plan.fields[3].mask);  // unattributed expression: fail closed
+  ValueMasker masker("unit-test-key-0123456789");
+  std::string row;
+  protocol::appendDataRow(row, {std::string_view("7"), std::string_view("a.b@example.org"), std::nullopt,
+                                std::string_view("x")});
+  std::string out, scratch;
+  ASSERT_TRUE(rewriteDataRow(plan, std::string_view(row).substr(5), masker, out, scratch));
+  protocol::DataRowMsg d;
+  ASSERT_TRUE(protocol::decodeDataRow(std::string_view(out).substr(5), d));
+  EXPECT_EQ(*d.columns[0], "7");
+  EXPECT_EQ(*d.columns[1], "a***@example.org");
+  EXPECT_FALSE(d.columns[2].has_value());  // NULL stays NULL
+  EXPECT_EQ(*d.columns[3], "***");
+  // A row that does not match the plan is refused, never forwarded.
+  std::string shortRow;
+  protocol::appendDataRow(shortRow, {std::string_view("7")});
+  out.clear();
+  EXPECT_FALSE(rewriteDataRow(plan, std::string_view(shortRow).substr(5), masker, out, scratch));
+  // Unmasked roles plan nothing.
+  config::RolePolicyConfig admin;
+  admin.name = "admin";
+  admin.unmasked = true;
+  Policy a(admin);
+  EXPECT_FALSE(planResult(rd, nullptr, a, cls, *catalog).any);
+}
+
 TEST(DetectTest, ValidatesAndMasks) {
   EXPECT_TRUE(luhnValid("4000009824516531"));
   EXPECT_FALSE(luhnValid("4000009824516532"));
