@@ -53,6 +53,14 @@ SQL
       -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
       -keyout "$dir/pgveil.key" -out "$dir/pgveil.crt" >/dev/null 2>&1
     cp "$dir/data/server.crt" "$dir/upstream-ca.crt"
+    # A client CA and a client certificate (CN ops.example.com) for identity mapping tests.
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=pgveil-test-client-ca" \
+      -keyout "$dir/client-ca.key" -out "$dir/client-ca.crt" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=ops.example.com" \
+      -keyout "$dir/client.key" -out "$dir/client.csr" >/dev/null 2>&1
+    openssl x509 -req -in "$dir/client.csr" -CA "$dir/client-ca.crt" -CAkey "$dir/client-ca.key" \
+      -CAcreateserial -days 3650 -out "$dir/client.crt" >/dev/null 2>&1
+    chmod 600 "$dir/client.key"
     chmod 644 "$dir/upstream-ca.crt" "$dir/pgveil.crt"
     cat >"$envfile" <<ENV
 PGVEIL_TEST_PGDIR=$dir

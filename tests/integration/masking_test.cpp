@@ -154,6 +154,29 @@ TEST_F(MaskingTest, GroupRolePolicyAppliesToMembers) {
   EXPECT_EQ(r[1], "+*-***-***-7919");
 }
 
+TEST(ClientCertificateTest, VerifiedCommonNameMapsToAPolicyRole) {
+  setenv("PGVEIL_MASKING_KEY", "integration-test-key-0123456789", 1);
+  const auto& dir = Cluster::get().dir;
+  auto yaml = demoConfigForTests();
+  auto pos = yaml.find("  mode: disable");
+  ASSERT_NE(pos, std::string::npos);
+  yaml.replace(pos, std::string("  mode: disable").size(),
+               "  mode: allow\n  cert: " + dir + "/pgveil.crt\n  key: " + dir + "/pgveil.key\n  client_ca: " + dir +
+                   "/client-ca.crt");
+  yaml += "\nidentity:\n  client_cert_cn:\n    ops.example.com: support\n";
+  Proxy proxy(Proxy::Raw{}, yaml);
+  ASSERT_GT(proxy.port(), 0);
+  // pgveil_md5 has no policy of its own (default: everything redacted); its certificate maps it
+  // to support. (md5, because SCRAM cannot use TLS on both legs: see README, known limitations.)
+  auto withCert = connect(conninfo(proxy.port(), "pgveil_md5", "clinic",
+                                   "sslmode=require sslcert=" + dir + "/client.crt sslkey=" + dir + "/client.key"));
+  ASSERT_EQ(PQstatus(withCert.get()), CONNECTION_OK) << PQerrorMessage(withCert.get());
+  EXPECT_EQ(scalar(withCert.get(), "SELECT email FROM patients WHERE id = 1"), "l***@example.org");
+  auto without = connect(conninfo(proxy.port(), "pgveil_md5", "clinic", "sslmode=require"));
+  ASSERT_EQ(PQstatus(without.get()), CONNECTION_OK);
+  EXPECT_EQ(scalar(without.get(), "SELECT email FROM patients WHERE id = 1"), "***");
+}
+
 TEST_F(MaskingTest, CursorsAndSqlPreparedStatementsAreMasked) {
   auto c = connect(via("support"));
   exec(c.get(), "BEGIN");
