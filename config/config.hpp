@@ -84,7 +84,7 @@ struct StrategySpec {
 inline constexpr const char* kGateRules[] = {
     "classified_in_expression", "classified_in_predicate", "identity_change", "copy_out", "value_catalog",
     "file_access", "dynamic_sql", "untrusted_function", "notify", "unanalyzable", "function_call",
-    "large_object"};
+    "large_object", "ddl"};
 
 struct RolePolicyConfig {
   std::string name;

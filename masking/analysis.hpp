@@ -79,6 +79,7 @@ struct StatementAnalysis {
   std::vector<RelationRead> reads;
   std::vector<std::uint32_t> writes;
   Lineage writtenValues;      // lineage of values written by INSERT/UPDATE/MERGE/CREATE TABLE AS/VIEW
+  Lineage sideChannelValues;  // arguments of set_config, pg_notify, setval, locks, unknown functions
   bool hasLimit = false;
   std::optional<std::int64_t> limit;  // constant LIMIT; nullopt with hasLimit: a parameter or expression
   // Flags.

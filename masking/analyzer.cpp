@@ -649,6 +649,13 @@ Lineage Walker::funcCall(const Obj& body, const Scope& scope, int depth) {
     cls = FunctionClass::Scalar;
   }
   std::string qualified = schema.empty() ? std::string(name) : std::string(schema) + "." + std::string(name);
+  // Functions whose arguments leave the statement by another channel than its result
+  // (settings, notifications, sequences, locks): their argument lineage is recorded wherever
+  // they appear, so the gate sees a classified value sent down a side channel.
+  static const std::unordered_set<std::string_view> kSinks = {
+      "set_config", "pg_notify", "setval", "pg_advisory_lock", "pg_advisory_xact_lock", "pg_try_advisory_lock",
+      "pg_try_advisory_xact_lock", "pg_advisory_lock_shared", "pg_advisory_unlock", "pg_logical_emit_message"};
+  if (kSinks.count(name) || cls == FunctionClass::Unknown) out_.sideChannelValues.merge(args);
   switch (cls) {
     case FunctionClass::ValueCatalog: {
       out_.readsValueCatalogs = true;
@@ -662,12 +669,20 @@ Lineage Walker::funcCall(const Obj& body, const Scope& scope, int depth) {
     case FunctionClass::NoLineage:
     case FunctionClass::ValueWindow:
       return args.wrapped(Derivation::Expression);
-    case FunctionClass::CountAggregate:
-      return args.wrapped(Derivation::Count);
+    case FunctionClass::CountAggregate: {
+      // count(x) reveals nothing about x's value, but the argument is still evaluated: only a
+      // direct column becomes Count; count(f(x)) keeps f's derivation (and f's side effects).
+      Lineage l = args;
+      for (auto& u : l.uses) {
+        if (u.how == Derivation::Direct) u.how = Derivation::Count;
+      }
+      return l;
+    }
     case FunctionClass::Aggregate:
       return args.wrapped(Derivation::Aggregate);
     case FunctionClass::RankWindow:
-      return Lineage{};
+      // rank() has no arguments; hypothetical-set rank(x) WITHIN GROUP does.
+      return args.wrapped(Derivation::Expression);
     case FunctionClass::SetConfig: {
       std::string param;
       if (argList && argList->size() > 0) {
@@ -779,6 +794,7 @@ SelectResult Walker::anyQuery(const El& node, const Scope* outer, int depth) {
   for (const auto& rd : nested.reads) addRead(rd.relOid, rd.filtered);
   for (auto c : nested.predicateColumns) addPredicate(c);
   out_.writtenValues.merge(nested.writtenValues);
+  out_.sideChannelValues.merge(nested.sideChannelValues);
   out_.copiesOutOfReach = out_.copiesOutOfReach || nested.copiesOutOfReach;
   out_.unknownRelations = out_.unknownRelations || nested.unknownRelations;
   for (auto& o : nested.outputs) r.cols.push_back({o.name, o.lineage});
@@ -1487,18 +1503,27 @@ void Walker::copyStatement(const Obj& body) {
       std::optional<std::string> value;
       if (auto arg = get(ob, "arg")) {
         value = constantText(*arg);
-        if (!value) {
-          auto sv = stringNode(*arg);
-          if (!sv.empty()) value = std::string(sv);
+        std::string_view at;
+        Obj ab;
+        if (!value && unwrap(*arg, at, ab)) {
+          if (at == "String") value = std::string(getString(ab, "sval"));
+          else if (at == "Integer") value = std::to_string(getInt(ab, "ival"));
+          else if (at == "Boolean") value = getBool(ab, "boolval") ? "true" : "false";
+          else if (at == "Float") value = std::string(getString(ab, "fval"));
         }
+        if (value) std::transform(value->begin(), value->end(), value->begin(), ::tolower);
       }
       if (name == "format") {
         out_.copyFormat = value ? *value : "text";
+        if (out_.copyFormat != "text" && out_.copyFormat != "csv" && out_.copyFormat != "binary") {
+          out_.copyNonDefaultQuoting = true;
+        }
       } else if (name == "delimiter") {
         if (value && value->size() == 1) out_.copyDelimiter = (*value)[0];
         else out_.copyNonDefaultQuoting = true;
       } else if (name == "header") {
-        out_.copyHeader = !value || (*value != "false" && *value != "off" && *value != "0");
+        // defGetCopyHeaderChoice: no value, true/on/1 or match mean a header line.
+        out_.copyHeader = !value || *value == "true" || *value == "on" || *value == "1" || *value == "match";
       } else if (name == "quote" || name == "escape" || name == "null" || name == "force_quote" ||
                  name == "force_not_null" || name == "force_null") {
         out_.copyNonDefaultQuoting = true;
@@ -1574,6 +1599,7 @@ void Walker::innerStatement(const El& node, StatementKind kind) {
   for (auto oid : inner->writes) addWrite(oid);
   out_.predicatesUnknown = out_.predicatesUnknown || inner->predicatesUnknown;
   out_.writtenValues.merge(inner->writtenValues);
+  out_.sideChannelValues.merge(inner->sideChannelValues);
   out_.copiesOutOfReach = out_.copiesOutOfReach || inner->copiesOutOfReach;
   out_.changesIdentity = out_.changesIdentity || inner->changesIdentity;
   out_.readsValueCatalogs = out_.readsValueCatalogs || inner->readsValueCatalogs;

@@ -71,12 +71,12 @@ const std::unordered_map<std::string_view, FunctionClass>& table() {
          "lo_unlink", "lo_truncate", "lo_lseek", "lo_tell", "lo_close", "dblink", "dblink_exec", "dblink_connect",
          "dblink_connect_u", "dblink_send_query", "dblink_get_result", "dblink_open", "dblink_fetch",
          "pg_logical_slot_get_changes", "pg_logical_slot_peek_changes", "pg_logical_slot_get_binary_changes",
-         "pg_logical_slot_peek_binary_changes", "pg_execute_server_program"});
+         "pg_logical_slot_peek_binary_changes", "pg_execute_server_program", "pg_logical_emit_message"});
     add(FunctionClass::DynamicSql,
         {"query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "table_to_xml", "table_to_xmlschema",
          "table_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema", "schema_to_xml",
          "schema_to_xmlschema", "schema_to_xml_and_xmlschema", "database_to_xml", "database_to_xmlschema",
-         "database_to_xml_and_xmlschema"});
+         "database_to_xml_and_xmlschema", "ts_stat", "ts_rewrite"});
     add(FunctionClass::SetConfig, {"set_config"});
     add(FunctionClass::NoLineage,
         {"now", "current_timestamp", "clock_timestamp", "statement_timestamp", "transaction_timestamp",

@@ -1,5 +1,7 @@
 #include "masking/policy.hpp"
 
+#include <cctype>
+
 #include "protocol/bytes.hpp"
 
 namespace pgveil::masking {
@@ -39,6 +41,10 @@ bool Classification::touches(const Lineage& l) const {
 bool Classification::readsClassified(const StatementAnalysis& s) const {
   for (const auto& r : s.reads) {
     if (relationClassified(r.relOid)) return true;
+  }
+  // RETURNING and rules return rows of the written relation.
+  for (auto w : s.writes) {
+    if (relationClassified(w)) return true;
   }
   return false;
 }
@@ -109,9 +115,21 @@ Verdict gateStatement(const StatementAnalysis& s, const Policy& p, const Classif
   if (s.kind == StatementKind::Notify && !allowed("notify")) {
     return refuse("notify", "NOTIFY is not allowed for this role");
   }
-  if ((s.parameter == "standard_conforming_strings") && (s.kind == StatementKind::Set || !s.riskyFunctions.empty()) &&
-      s.parameterValue != "on") {
+  // Settings that change how the server reads SQL text, or that pgveil cannot follow.
+  bool viaSetConfig = s.kind != StatementKind::Set && s.kind != StatementKind::Reset && !s.parameter.empty();
+  if (s.parameter == "standard_conforming_strings" && (viaSetConfig || (s.kind == StatementKind::Set && s.parameterValue != "on")) &&
+      !allowed("unanalyzable")) {
     return refuse("unanalyzable", "standard_conforming_strings must stay on: queries would no longer parse as analyzed");
+  }
+  if (s.parameter == "client_encoding" && !allowed("unanalyzable")) {
+    std::string v = s.parameterValue;
+    for (auto& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (viaSetConfig || (s.kind == StatementKind::Set && v != "utf8" && v != "utf-8" && v != "unicode")) {
+      return refuse("unanalyzable", "client_encoding must stay UTF8: other encodings can hide quotes from the parser");
+    }
+  }
+  if (viaSetConfig && (s.parameter == "search_path" || s.parameter == "?") && !allowed("unanalyzable")) {
+    return refuse("unanalyzable", "set_config on search_path is not followed by pgveil: use SET search_path");
   }
   if (s.readsValueCatalogs && !allowed("value_catalog")) {
     return refuse("value_catalog", "catalogs that expose column values (pg_stats, pg_stat_activity, ...) are not allowed");
@@ -132,6 +150,14 @@ Verdict gateStatement(const StatementAnalysis& s, const Policy& p, const Classif
       return refuse("untrusted_function", "function " + fn + " is not a known built-in nor listed in trusted_functions");
     }
   }
+  if (cls.touches(s.sideChannelValues) && !allowed("copy_out")) {
+    for (const auto& u : s.sideChannelValues.uses) {
+      if (cls.classOf(u.column)) {
+        return refuse("copy_out", "sending " + columnLabel(catalog, u.column) +
+                                      " through settings, notifications, sequences or locks is not allowed");
+      }
+    }
+  }
   if (s.copiesOutOfReach && (cls.touches(s.writtenValues) || s.writtenValues.unknown) && !allowed("copy_out")) {
     for (const auto& u : s.writtenValues.uses) {
       if (cls.classOf(u.column)) {
@@ -139,6 +165,11 @@ Verdict gateStatement(const StatementAnalysis& s, const Policy& p, const Classif
       }
     }
     return refuse("copy_out", "copying data of unknown origin out of masking's reach is not allowed");
+  }
+  // Schema changes could shadow built-ins (CREATE AGGREGATE count(text)), add computed columns
+  // or rules: none of it for masked roles unless allowed.
+  if (s.kind == StatementKind::Ddl && !allowed("ddl")) {
+    return refuse("ddl", "schema changes (CREATE, ALTER, DROP, TRUNCATE ...) are not allowed for this role");
   }
   bool readsClassified = cls.readsClassified(s) || s.unknownRelations;
   if (!p.allowSqlUse()) {

@@ -80,14 +80,15 @@ void MaskedFlow::trackStatements(const std::shared_ptr<const masking::Analysis>&
   for (const auto& s : a->statements) {
     switch (s.kind) {
       case masking::StatementKind::Prepare:
-        sqlPrepared_[s.name] = {a, s.inner ? s.inner.get() : &s};
+        // A name already in use makes the server refuse the PREPARE: keep the old analysis.
+        if (!sqlPrepared_.count(s.name)) sqlPrepared_[s.name] = {a, s.inner ? s.inner.get() : &s};
         break;
       case masking::StatementKind::Deallocate:
         if (s.name.empty()) sqlPrepared_.clear();
         else sqlPrepared_.erase(s.name);
         break;
       case masking::StatementKind::DeclareCursor:
-        cursors_[s.name] = {a, s.inner ? s.inner.get() : &s};
+        if (!cursors_.count(s.name)) cursors_[s.name] = {a, s.inner ? s.inner.get() : &s};
         break;
       case masking::StatementKind::ClosePortal:
         if (s.name.empty()) cursors_.clear();
@@ -217,7 +218,10 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
         refuse(out, msg::kParse, p.statement, v, *a);
         statements_.erase(std::string(p.statement));
       } else {
-        statements_[std::string(p.statement)] = {a, a->statements.empty() ? nullptr : &a->statements[0]};
+        // A named statement that exists already makes the server refuse this Parse (42P05).
+        if (p.statement.empty() || !statements_.count(std::string(p.statement))) {
+          statements_[std::string(p.statement)] = {a, a->statements.empty() ? nullptr : &a->statements[0]};
+        }
         trackStatements(a);
         out.ref(m.bytes);
       }
@@ -237,7 +241,8 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
         portal->analysis = it->second.analysis;
         portal->statement = effective(it->second.statement);
       }
-      portals_[std::string(b.portal)] = std::move(portal);
+      // Binding a named portal that exists already fails on the server (42P03): keep the old one.
+      if (b.portal.empty() || !portals_.count(std::string(b.portal))) portals_[std::string(b.portal)] = std::move(portal);
       expects_.push_back({Expect::Bind, nullptr, {}, false, {}, {}});
       out.ref(m.bytes);
       return true;
@@ -313,7 +318,9 @@ void MaskedFlow::planFromRowDescription(std::string_view payload, const masking:
                                         masking::ResultPlan& plan) {
   protocol::RowDescriptionMsg rd;
   if (!protocol::decodeRowDescription(payload, rd)) {
+    // Unreadable: mark the plan so that every row is refused (rewriteDataRow checks counts).
     plan = {};
+    plan.any = true;
     return;
   }
   plan = masking::planResult(rd, stmt, *policy_, *classification_, *catalog_);
@@ -357,16 +364,24 @@ void MaskedFlow::scrubError(const protocol::Message& m, OutBatch& out, const std
     out.own(encodeErrorMessage(replacement->substr(0, nl), replacement->substr(nl + 1)));
     return;
   }
-  // Data and integrity errors quote values ("invalid input syntax for type integer: ...",
-  // "Key (email)=(...) already exists"): keep the SQLSTATE only. Elsewhere mask PII in text.
-  bool quotesValues = code.starts_with("22") || code.starts_with("23");
+  // Only errors whose text names objects from the query (syntax, undefined objects, permissions,
+  // connection and resource conditions) keep their message, scrubbed by detect; every other
+  // error (data exceptions, integrity violations, RAISE in functions, internal errors) may quote
+  // values and keeps only its SQLSTATE. Details, context and internal queries are dropped.
+  static const char* kTextSafe[] = {"42601", "42703", "42883", "42804", "42P01", "42P02", "42702", "42725",
+                                    "42P18", "42846", "42501", "42P05", "42P03", "34000", "26000", "25P02",
+                                    "25001", "25P01", "57014", "0A000", "3D000", "3F000", "40001", "40P01",
+                                    "55P03", "54000", "53300", "57P01", "57P03", "08P01"};
+  bool textSafe = code.starts_with("08") || code.starts_with("53") || code.starts_with("28");
+  for (const char* k : kTextSafe) textSafe = textSafe || code == k;
+  if (m.type == msg::kNoticeResponse) textSafe = true;  // notices: message through detect, no detail
   std::vector<protocol::ErrorField> fields;
   std::vector<std::string> storage;
   storage.reserve(e.fields.size() + 1);
   for (const auto& f : e.fields) {
     switch (f.code) {
       case 'M':
-        if (quotesValues) {
+        if (!textSafe) {
           storage.push_back("pgveil: the details of this error are hidden for this role (SQLSTATE " + std::string(code) +
                             ")");
         } else {
@@ -375,14 +390,15 @@ void MaskedFlow::scrubError(const protocol::Message& m, OutBatch& out, const std
         }
         fields.push_back({f.code, storage.back()});
         break;
-      case 'D':
       case 'H':
-      case 'W':
-      case 'q':
-        if (quotesValues) break;
+        if (!textSafe) break;
         storage.emplace_back();
         shared_.masker->detect(f.value, storage.back());
         fields.push_back({f.code, storage.back()});
+        break;
+      case 'D':
+      case 'W':
+      case 'q':
         break;
       default:
         fields.push_back(f);
@@ -397,7 +413,10 @@ void MaskedFlow::startCopy(std::string_view payload, const masking::StatementAna
   protocol::CopyResponseMsg c;
   copying_ = true;
   copyPlan_ = {};
-  if (!protocol::decodeCopyResponse(payload, c)) return;
+  if (!protocol::decodeCopyResponse(payload, c)) {
+    copyPlan_.any = true;  // no fields: every row fails the layout check and ends the session
+    return;
+  }
   copyFormat_ = c.overallFormat == 1 ? CopyFormat::Binary : CopyFormat::Text;
   copyDelimiter_ = '\t';
   copyHeaderPending_ = copyFormat_ == CopyFormat::Binary;
@@ -406,9 +425,31 @@ void MaskedFlow::startCopy(std::string_view payload, const masking::StatementAna
     if (s->copyFormat == "csv") {
       copyFormat_ = CopyFormat::Csv;
       copyDelimiter_ = ',';
-      copyHeaderPending_ = s->copyHeader;
     }
     if (s->copyDelimiter) copyDelimiter_ = s->copyDelimiter;
+    if (s->copyHeader && copyFormat_ != CopyFormat::Binary) {
+      // The header line PostgreSQL writes for these columns (CSV quotes names when needed). A
+      // first line that is anything else is treated as data.
+      copyHeaderPending_ = true;
+      copyHeaderLine_.clear();
+      for (std::size_t i = 0; i < s->outputs.size(); ++i) {
+        if (i) copyHeaderLine_.push_back(copyDelimiter_);
+        const auto& n = s->outputs[i].name;
+        bool quote = copyFormat_ == CopyFormat::Csv &&
+                     (n.empty() || n.find_first_of(std::string("\"\r\n") + copyDelimiter_) != std::string::npos);
+        if (quote) {
+          copyHeaderLine_.push_back('"');
+          for (char ch : n) {
+            if (ch == '"') copyHeaderLine_.push_back('"');
+            copyHeaderLine_.push_back(ch);
+          }
+          copyHeaderLine_.push_back('"');
+        } else {
+          copyHeaderLine_ += n;
+        }
+      }
+      copyHeaderLine_.push_back('\n');
+    }
   }
   if (!s) {
     // Unattributed COPY output: mask every column.
@@ -487,11 +528,13 @@ bool MaskedFlow::forwardCopyData(const protocol::Message& m, OutBatch& out) {
         }
       }
     }
-  } else if (copyHeaderPending_) {
+  } else if (copyHeaderPending_ && m.payload == copyHeaderLine_) {
+    // Exactly the header PostgreSQL writes: the column names, nothing else.
     copyHeaderPending_ = false;
     out.ref(m.bytes);
     return true;
   } else {
+    copyHeaderPending_ = false;
     bool csv = copyFormat_ == CopyFormat::Csv;
     if (row.empty() || row.back() != '\n') return fail();
     row.remove_suffix(1);
@@ -676,12 +719,17 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
         return true;
       case msg::kCopyData:
         if (copying_) return forwardCopyData(m, out);
-        out.ref(m.bytes);
-        return true;
+        fatalCode_ = protocol::sqlstate::kProtocolViolation;
+        fatalMessage_ = "pgveil: COPY data outside of a COPY";
+        return false;
       case msg::kCopyDone:
         copying_ = false;
         out.ref(m.bytes);
         return true;
+      case msg::kCopyBothResponse:
+        fatalCode_ = protocol::sqlstate::kInsufficientPrivilege;
+        fatalMessage_ = "pgveil: replication (COPY BOTH) is not allowed for masked roles";
+        return false;
       case msg::kCommandComplete:
       case msg::kEmptyQuery:
         ++simpleIndex_;
@@ -760,12 +808,17 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
     }
     case msg::kCopyData:
       if (copying_) return forwardCopyData(m, out);
-      out.ref(m.bytes);
-      return true;
+      fatalCode_ = protocol::sqlstate::kProtocolViolation;
+      fatalMessage_ = "pgveil: COPY data outside of a COPY";
+      return false;
     case msg::kCopyDone:
       copying_ = false;
       out.ref(m.bytes);
       return true;
+    case msg::kCopyBothResponse:
+      fatalCode_ = protocol::sqlstate::kInsufficientPrivilege;
+      fatalMessage_ = "pgveil: replication (COPY BOTH) is not allowed for masked roles";
+      return false;
     case msg::kCommandComplete:
     case msg::kPortalSuspended:
     case msg::kEmptyQuery:

@@ -113,6 +113,7 @@ class MaskedFlow {
   masking::ResultPlan copyPlan_;
   bool copyHeaderPending_ = false;  // binary: signature still to come; CSV: header line to skip
   char copyDelimiter_ = '\t';
+  std::string copyHeaderLine_;
 
   std::string scratch_;
   std::string scratch2_;

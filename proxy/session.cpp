@@ -442,16 +442,21 @@ asio::awaitable<bool> Session::choosePolicy(const protocol::StartupPacket& sp) {
   }
   policy_ = shared_.policies->forRole(user_, catalog_.get(), cn);
   if (policy_->unmasked()) co_return true;
+  // Masked roles may set only parameters that neither change identity nor how SQL text is read.
   for (const auto& p : sp.params) {
-    bool identity = p.name == "role" || p.name == "session_authorization";
-    bool options = p.name == "options" && (p.value.find("-c") != std::string::npos ||
-                                           p.value.find("--") != std::string::npos);
-    if (identity || options) {
+    std::string value = p.value;
+    for (auto& ch : value) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    bool ok = p.name == "user" || p.name == "database" || p.name == "application_name" ||
+              p.name == "DateStyle" || p.name == "TimeZone" || p.name == "extra_float_digits" ||
+              p.name == "IntervalStyle" || p.name == "lc_messages" ||
+              (p.name == "client_encoding" && (value == "utf8" || value == "utf-8" || value == "unicode")) ||
+              (p.name == "options" && p.value.find_first_not_of(' ') == std::string::npos);
+    if (!ok) {
       reason_ = CloseReason::StartupRefused;
-      spdlog::warn("session {} refused: startup parameter {} for masked user \"{}\"", id_, p.name, logSafe(user_));
+      spdlog::warn("session {} refused: startup parameter {} for masked user \"{}\"", id_, logSafe(p.name), logSafe(user_));
       co_await fatalToClient(sqlstate::kInsufficientPrivilege,
-                             "pgveil: permission denied by rule identity_change: the startup parameter \"" + p.name +
-                                 "\" may not set session parameters for this role");
+                             "pgveil: permission denied by rule identity_change: the startup parameter \"" +
+                                 logSafe(p.name) + "\" is not allowed for this role");
       co_return false;
     }
   }
@@ -614,7 +619,27 @@ asio::awaitable<bool> Session::authenticate(const protocol::StartupPacket& sp) {
         done = authenticated_;
         break;
       }
-      case msg::kParameterStatus:
+      case msg::kParameterStatus: {
+        protocol::ParameterStatusMsg ps;
+        bool masked = policy_ && !policy_->unmasked();
+        if (masked && protocol::decodeParameterStatus(m.payload, ps)) {
+          std::string v(ps.value);
+          for (auto& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+          bool unsafe = (ps.name == "standard_conforming_strings" && v != "on") ||
+                        (ps.name == "client_encoding" && v != "utf8" && v != "unicode");
+          if (unsafe) {
+            // The role's or database's defaults make SQL text read differently than pgveil parses it.
+            reason_ = CloseReason::StartupRefused;
+            serverIn_.consume(m.bytes.size());
+            co_await flush();
+            co_await fatalToClient(sqlstate::kInsufficientPrivilege,
+                                   "pgveil: " + std::string(ps.name) + " must be on/UTF8 for masked roles");
+            co_return false;
+          }
+        }
+        toClient.append(m.bytes);
+        break;
+      }
       case msg::kNoticeResponse:
       case msg::kNegotiateProtocol:
         toClient.append(m.bytes);

@@ -298,6 +298,11 @@ TEST_F(MaskingTest, StartupOptionsCannotChangeRole) {
   EXPECT_EQ(PQstatus(d.get()), CONNECTION_OK) << PQerrorMessage(d.get());  // unmasked roles are not restricted
   auto e = connect(via("support", "options='-c search_path=public'"));
   EXPECT_EQ(PQstatus(e.get()), CONNECTION_BAD);  // masked roles set no session parameters at startup
+  // An encoding in which a quote can hide inside a multibyte character: refused.
+  auto f = connect(via("support", "client_encoding=SJIS"));
+  EXPECT_EQ(PQstatus(f.get()), CONNECTION_BAD);
+  auto g = connect(via("support", "client_encoding=UTF8 application_name=ok"));
+  EXPECT_EQ(PQstatus(g.get()), CONNECTION_OK) << PQerrorMessage(g.get());
 }
 
 TEST_F(MaskingTest, LargeObjectFastPathRefused) {
@@ -311,7 +316,8 @@ TEST_F(MaskingTest, LargeObjectFastPathRefused) {
 }
 
 TEST_F(MaskingTest, CopyOutIsMaskedInEveryFormat) {
-  for (const char* fmt : {"text", "csv, HEADER", "binary"}) {
+  for (const char* fmt : {"text", "csv, HEADER", "binary", "csv, HEADER 0", "csv, HEADER 'OFF'", "csv, HEADER true",
+                          "text, HEADER on"}) {
     relay_->clear();
     auto r = runCommand({"psql", "-X", via("support"), "-c",
                          std::string("COPY (SELECT * FROM patients WHERE id <= 100 ORDER BY id) TO STDOUT WITH (FORMAT ") + fmt + ")"});
@@ -466,6 +472,21 @@ const Attempt kAttempts[] = {
     {"SELECT email FROM patients WHERE id = 1 OR email LIKE 'a%'", Want::Refused},
     {"SELECT 'x' FROM patients HAVING max(email) > 'm'", Want::Refused},
     {"SELECT email FROM patients WHERE id = 1 \\; SELECT 1", Want::Masked},
+    // Regressions found in review: side channels hidden behind count(), SQL run from text,
+    // settings that change how SQL is read, DDL that shadows built-ins.
+    {"SELECT count(set_config('x.v', email, false)) FROM patients", Want::Refused},
+    {"SELECT count(pg_notify('c', full_name)) FROM patients", Want::Refused},
+    {"SELECT count(upper(email)) FROM patients", Want::Refused},
+    {"SELECT count(*) FROM (SELECT set_config('x.v', email, false) AS s FROM patients) t", Want::Refused},
+    {"SELECT setval('appointments_id_seq', length(email)) FROM patients LIMIT 1", Want::Refused},
+    {"SELECT * FROM ts_stat('SELECT to_tsvector(''simple'', email) FROM patients')", Want::Refused},
+    {"SET client_encoding = 'SJIS'", Want::Refused},
+    {"SET NAMES 'SJIS'", Want::Refused},
+    {"SELECT set_config('client_encoding', 'SJIS', false)", Want::Refused},
+    {"SELECT set_config('search_path', 'public', false)", Want::Refused},
+    {"CREATE AGGREGATE count(text) (SFUNC = textcat, STYPE = text)", Want::Refused},
+    {"CREATE TEMP TABLE harmless (id int)", Want::Refused},
+    {"SELECT rank('x') WITHIN GROUP (ORDER BY email) FROM patients", Want::Refused},
     {"SELECT email, phone, national_id FROM patients WHERE id <= 20", Want::Masked},
     {"SELECT * FROM patients WHERE id <= 50", Want::Masked},
     {"SELECT * FROM invoices WHERE id <= 50", Want::Masked},

@@ -149,6 +149,7 @@ const Case kCases[] = {
   {.sql = "SELECT count(email) FROM patients", .out = "count=patients.email:c"},
   {.sql = "SELECT count(DISTINCT email) FROM patients", .out = "count=patients.email:c"},
   {.sql = "SELECT count(email) + 1 AS n FROM patients", .out = "n=patients.email:c"},
+  {.sql = "SELECT count(upper(email)) FROM patients", .out = "count=patients.email:e"},
   {.sql = "SELECT max(email) FROM patients", .out = "max=patients.email:a"},
   {.sql = "SELECT min(birth_date), avg(amount) FROM patients, invoices", .out = "min=patients.birth_date:a | avg=invoices.amount:a"},
   {.sql = "SELECT string_agg(email, ',') FROM patients", .out = "string_agg=patients.email:a"},
