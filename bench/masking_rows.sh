@@ -18,13 +18,13 @@ cleanup() {
 trap cleanup EXIT
 "$ROOT/scripts/pg-cluster.sh" start "$DIR" "$PORT"
 "$ROOT/scripts/pg-cluster.sh" seed "$DIR" "$PORT"
-sed "s/port: 54320/port: $PORT/; s/listen: 127.0.0.1:6432/listen: 127.0.0.1:0/" \
+sed "s/port: 54320/port: $PORT/; s/listen: 127.0.0.1:6432/listen: 127.0.0.1:0/; s/listen: 127.0.0.1:9930/listen: 127.0.0.1:0/" \
   "$ROOT/examples/pgveil.yaml" >"$DIR/pgveil.yaml"
 export PGVEIL_MASKING_KEY=${PGVEIL_MASKING_KEY:-bench-key-0123456789abcdef}
 "$ROOT/build-release/pgveil" --config "$DIR/pgveil.yaml" 2>"$DIR/pgveil.log" &
 PID=$!
-for _ in $(seq 100); do grep -q "listening on" "$DIR/pgveil.log" 2>/dev/null && break; sleep 0.05; done
-PROXY=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$DIR/pgveil.log" | head -1)
+for _ in $(seq 100); do grep -q "pgveil listening on" "$DIR/pgveil.log" 2>/dev/null && break; sleep 0.05; done
+PROXY=$(sed -n 's/.*pgveil listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$DIR/pgveil.log" | head -1)
 SQL="SELECT p.id, p.full_name, p.email, p.phone, p.nationality, p.created_at, g FROM patients p CROSS JOIN generate_series(1, 5) g"
 B="$ROOT/build-release/bench/rows_bench"
 declare -A best

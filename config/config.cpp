@@ -311,6 +311,10 @@ Config parse(const YAML::Node& root, const std::string& path) {
         if (use == "allow") role.allowSqlUse = true;
         else if (use == "rewrite") r.fail(useNode, "use_in_sql", "rewrite is not supported yet: use refuse or allow");
         else if (use != "refuse") r.fail(useNode, "use_in_sql", "expected refuse or allow");
+        auto modeNode = r.get("mode");
+        std::string mode = modeNode && modeNode.IsScalar() ? modeNode.Scalar() : "enforce";
+        if (mode != "enforce" && mode != "monitor") r.fail(modeNode, "mode", "expected enforce or monitor");
+        role.monitor = mode == "monitor";
         auto maskNode = r.get("mask");
         if (maskNode && !maskNode.IsMap()) r.fail(maskNode, "mask", "expected a mapping of class: strategy");
         if (maskNode) {
@@ -356,6 +360,46 @@ Config parse(const YAML::Node& root, const std::string& path) {
       def.mask["*"] = StrategySpec{"redact", {}};
       c.masking.roles["default"] = def;
     }
+  }
+  {
+    auto x = top.map("exfiltration");
+    auto modeNode = x.get("mode");
+    std::string mode = modeNode && modeNode.IsScalar() ? modeNode.Scalar() : "enforce";
+    if (mode != "enforce" && mode != "monitor") x.fail(modeNode, "mode", "expected enforce or monitor");
+    c.exfiltration.monitorOnly = mode == "monitor";
+    auto action = [&](const char* key) {
+      auto n = x.get(key);
+      if (!n) return RuleAction::Off;
+      auto v = n.IsScalar() ? n.Scalar() : std::string();
+      if (v == "block") return RuleAction::Block;
+      if (v == "alert") return RuleAction::Alert;
+      if (v == "monitor") return RuleAction::Monitor;
+      if (v == "off") return RuleAction::Off;
+      x.fail(n, key, "expected block, alert, monitor or off");
+    };
+    c.exfiltration.unboundedRead = action("unbounded_read");
+    c.exfiltration.selectStar = action("select_star");
+    c.exfiltration.copyTo = action("copy_to");
+    c.exfiltration.maxLimit = static_cast<std::int64_t>(x.uint("max_limit", 1000, 1, 1ull << 40));
+    auto ex = x.get("exempt");
+    if (ex) {
+      if (!ex.IsSequence()) x.fail(ex, "exempt", "expected a list of roles");
+      for (const auto& r : ex) {
+        auto role = r.as<std::string>();
+        if (!c.masking.roles.count(role)) failAt(path, r.Mark(), "exfiltration.exempt: role '" + role + "' is not defined in roles");
+        c.exfiltration.exempt.insert(role);
+      }
+    }
+    x.finish();
+  }
+  {
+    auto a = top.map("alerts");
+    c.alerts.auditFile = a.str("audit_file", "");
+    c.alerts.auditFileMaxBytes = a.size("audit_file_max_size", c.alerts.auditFileMaxBytes, 1024, 1ull << 40);
+    c.alerts.auditFileCount = static_cast<std::uint32_t>(a.uint("audit_file_count", c.alerts.auditFileCount, 1, 1000));
+    c.alerts.largePullRows = a.uint("large_pull_rows", 0, 0, 1ull << 40);
+    c.alerts.maxPerSecond = static_cast<std::uint32_t>(a.uint("max_per_second", c.alerts.maxPerSecond, 1, 1'000'000));
+    a.finish();
   }
   {
     auto id = top.map("identity");

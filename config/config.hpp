@@ -86,9 +86,30 @@ inline constexpr const char* kGateRules[] = {
     "file_access", "dynamic_sql", "untrusted_function", "notify", "unanalyzable", "function_call",
     "large_object", "ddl"};
 
+enum class RuleAction { Off, Monitor, Alert, Block };
+
+// Pre-execution rules against bulk reads of relations holding classified columns.
+struct ExfiltrationConfig {
+  bool monitorOnly = false;           // mode: monitor: every block becomes an alert
+  std::set<std::string> exempt;       // roles the rules do not apply to
+  RuleAction unboundedRead = RuleAction::Off;
+  RuleAction selectStar = RuleAction::Off;
+  RuleAction copyTo = RuleAction::Off;
+  std::int64_t maxLimit = 1000;       // a LIMIT above this counts as unbounded
+};
+
+struct AlertsConfig {
+  std::string auditFile;              // JSON lines, rotated; empty: the log only
+  std::uint64_t auditFileMaxBytes = 64ull << 20;
+  std::uint32_t auditFileCount = 5;
+  std::uint64_t largePullRows = 0;    // alert when one result has more rows (0: off)
+  std::uint32_t maxPerSecond = 20;    // per rule and role; more are counted as suppressed
+};
+
 struct RolePolicyConfig {
   std::string name;
   bool unmasked = false;
+  bool monitor = false;                        // mode: monitor: this role's blocks become alerts
   std::map<std::string, StrategySpec> mask;  // class (or "*") -> strategy
   bool allowSqlUse = false;                   // use_in_sql: allow (refuse is the default)
   std::set<std::string> allowRules;           // gate rules this role may bypass
@@ -120,6 +141,8 @@ struct Config {
   AnalyzerConfig analyzer;
   CatalogConfig catalog;
   MaskingConfig masking;
+  ExfiltrationConfig exfiltration;
+  AlertsConfig alerts;
   LogConfig log;
 };
 

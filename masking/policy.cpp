@@ -55,6 +55,7 @@ Policy::Policy(const config::RolePolicyConfig& cfg)
     : role_(cfg.name),
       unmasked_(cfg.unmasked),
       allowSqlUse_(cfg.allowSqlUse),
+      monitor_(cfg.monitor),
       allowRules_(cfg.allowRules),
       trusted_(cfg.trustedFunctions) {
   for (const auto& [cls, spec] : cfg.mask) {

@@ -46,6 +46,7 @@ class Policy {
   [[nodiscard]] const std::string& role() const { return role_; }
   [[nodiscard]] bool unmasked() const { return unmasked_; }
   [[nodiscard]] bool allowSqlUse() const { return allowSqlUse_; }
+  [[nodiscard]] bool monitor() const { return monitor_; }  // exfiltration blocks become alerts
   [[nodiscard]] bool allows(std::string_view rule) const { return allowRules_.count(std::string(rule)) > 0; }
   [[nodiscard]] bool trusts(std::string_view fn) const;
   // The strategy for a class: the role's own entry, else its "*" entry, else redact.
@@ -55,6 +56,7 @@ class Policy {
   std::string role_;
   bool unmasked_ = false;
   bool allowSqlUse_ = false;
+  bool monitor_ = false;
   std::set<std::string> allowRules_;
   std::set<std::string> trusted_;
   std::unordered_map<std::string, Strategy> byClass_;

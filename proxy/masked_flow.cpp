@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "masking/exfiltration.hpp"
 #include "protocol/bytes.hpp"
 #include "protocol/encode.hpp"
 #include "protocol/sqlstate.hpp"
@@ -140,10 +141,67 @@ const masking::StatementAnalysis* MaskedFlow::effective(const masking::Statement
   return s;
 }
 
+void MaskedFlow::alert(const std::string& rule, const std::string& action, const masking::Analysis* a,
+                       std::uint64_t rows, std::uint64_t bytes) {
+  if (!shared_.alerts) return;
+  AlertEvent e;
+  e.rule = rule;
+  e.action = action;
+  e.policyRole = policy_->role();
+  e.user = identity_.user;
+  e.database = identity_.database;
+  e.applicationName = identity_.applicationName;
+  e.client = identity_.clientAddr;
+  e.sessionId = identity_.sessionId;
+  if (a && a->parsed) {
+    e.query = a->normalized();
+    e.fingerprint = a->fingerprint();
+  }
+  e.rows = rows;
+  e.bytes = bytes;
+  shared_.alerts->emit(e);
+}
+
+bool MaskedFlow::exfiltrationBlocks(const masking::Analysis& a, masking::Verdict& verdict) {
+  const auto& cfg = shared_.config->exfiltration;
+  if (cfg.exempt.count(policy_->role()) || cfg.exempt.count(identity_.user)) return false;
+  auto findings = masking::checkExfiltration(a, cfg, *classification_, *catalog_);
+  bool monitor = cfg.monitorOnly || policy_->monitor();
+  for (const auto& f : findings) {
+    if (f.action == config::RuleAction::Block && !monitor) {
+      verdict = {false, "exfiltration." + f.rule,
+                 "pgveil: blocked by exfiltration rule " + f.rule + ": " + f.detail};
+      return true;
+    }
+    alert("exfiltration." + f.rule,
+          f.action == config::RuleAction::Block ? "monitored" : (f.action == config::RuleAction::Monitor ? "monitored" : "alerted"),
+          &a);
+  }
+  return false;
+}
+
+void MaskedFlow::countRow(std::size_t bytes) {
+  ++resultRows_;
+  resultBytes_ += bytes;
+  if (identity_.info) identity_.info->rows.fetch_add(1, std::memory_order_relaxed);
+  shared_.rowsForwarded.fetch_add(1, std::memory_order_relaxed);
+}
+
+void MaskedFlow::endOfResult() {
+  auto threshold = shared_.config->alerts.largePullRows;
+  if (threshold && resultRows_ > threshold) {
+    alert("large_pull", "alerted", resultAnalysis_.get(), resultRows_, resultBytes_);
+  }
+  resultRows_ = 0;
+  resultBytes_ = 0;
+}
+
 void MaskedFlow::refuse(OutBatch& out, char type, std::string_view statementName, const masking::Verdict& v,
                         const masking::Analysis& a) {
   ++refusals_;
   shared_.refusals.fetch_add(1, std::memory_order_relaxed);
+  if (identity_.info) identity_.info->refusals.fetch_add(1, std::memory_order_relaxed);
+  alert(v.rule.rfind("exfiltration.", 0) == 0 ? v.rule : "refused." + v.rule, "blocked", &a);
   // Logged with the normalized text only: constants never reach the log.
   spdlog::warn("session {} refused a statement: rule={} user=\"{}\" role_policy={} query=\"{}\"", identity_.sessionId,
                v.rule, logSafe(identity_.user), policy_->role(),
@@ -176,6 +234,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       refreshSnapshot();
       auto a = analyze(q.sql);
       auto v = masking::gate(*a, *policy_, *classification_, *catalog_);
+      if (v.allowed) exfiltrationBlocks(*a, v);
       Expected e{Expect::SimpleQuery, a, {}, false, {}, {}};
       if (!v.allowed) {
         e.refusal = v.message + "\n" + v.rule;
@@ -212,6 +271,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       refreshSnapshot();
       auto a = analyze(p.sql);
       auto v = masking::gate(*a, *policy_, *classification_, *catalog_);
+      if (v.allowed) exfiltrationBlocks(*a, v);
       Expected e{Expect::Parse, nullptr, {}, false, {}, {}};
       if (!v.allowed) {
         e.refusal = v.message + "\n" + v.rule;
@@ -333,6 +393,7 @@ void MaskedFlow::planFromRowDescription(std::string_view payload, const masking:
 }
 
 bool MaskedFlow::forwardDataRow(const protocol::Message& m, const masking::ResultPlan& plan, OutBatch& out) {
+  countRow(m.bytes.size());
   if (!plan.any) {
     out.ref(m.bytes);
     return true;
@@ -346,6 +407,8 @@ bool MaskedFlow::forwardDataRow(const protocol::Message& m, const masking::Resul
   }
   out.commitOwned(mark);
   ++rowsMasked_;
+  shared_.rowsMasked.fetch_add(1, std::memory_order_relaxed);
+  if (identity_.info) identity_.info->rowsMasked.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
@@ -476,6 +539,7 @@ void MaskedFlow::startCopy(std::string_view payload, const masking::StatementAna
 // One CopyData is one row (PostgreSQL docs 55.2.6: "always one per row"), plus the binary
 // header before the first row.
 bool MaskedFlow::forwardCopyData(const protocol::Message& m, OutBatch& out) {
+  countRow(m.bytes.size());
   if (!copyPlan_.any) {
     out.ref(m.bytes);
     return true;
@@ -732,6 +796,8 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
         return false;
       case msg::kCommandComplete:
       case msg::kEmptyQuery:
+        resultAnalysis_ = front->analysis;
+        endOfResult();
         ++simpleIndex_;
         simplePlanned_ = false;
         simplePlan_ = {};
@@ -823,7 +889,11 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
     case msg::kPortalSuspended:
     case msg::kEmptyQuery:
       copying_ = false;
-      if (front->kind == Expect::Execute) expects_.pop_front();
+      if (front->kind == Expect::Execute) {
+        resultAnalysis_ = front->portalState ? front->portalState->analysis : nullptr;
+        endOfResult();
+        expects_.pop_front();
+      }
       out.ref(m.bytes);
       return true;
     case msg::kErrorResponse: {

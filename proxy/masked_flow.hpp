@@ -26,6 +26,8 @@ struct SessionIdentity {
   std::string user;
   std::string database;
   std::string clientAddr;
+  std::string applicationName;
+  std::shared_ptr<SessionInfo> info;
 };
 
 class MaskedFlow {
@@ -85,6 +87,12 @@ class MaskedFlow {
   void startCopy(std::string_view payload, const masking::StatementAnalysis* stmt);
   bool forwardCopyData(const protocol::Message& m, OutBatch& out);
   void popUntilSync();
+  void alert(const std::string& rule, const std::string& action, const masking::Analysis* a, std::uint64_t rows = 0,
+             std::uint64_t bytes = 0);
+  // Exfiltration rules after the gate allowed a statement: true when one blocks it.
+  bool exfiltrationBlocks(const masking::Analysis& a, masking::Verdict& verdict);
+  void countRow(std::size_t bytes);
+  void endOfResult();
 
   SharedState& shared_;
   Worker& worker_;
@@ -121,6 +129,10 @@ class MaskedFlow {
   std::string fatalMessage_;
   std::uint64_t refusals_ = 0;
   std::uint64_t rowsMasked_ = 0;
+  // The result streaming now: for large-pull alerts.
+  std::uint64_t resultRows_ = 0;
+  std::uint64_t resultBytes_ = 0;
+  std::shared_ptr<const masking::Analysis> resultAnalysis_;
 };
 
 }  // namespace pgveil::proxy

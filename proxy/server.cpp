@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "proxy/admin.hpp"
 #include "proxy/session.hpp"
 #include "proxy/shared_state.hpp"
 #include "proxy/tls.hpp"
@@ -32,6 +33,7 @@ struct Server::Impl {
   asio::io_context main{1};
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<tcp::acceptor> acceptor;
+  std::unique_ptr<tcp::acceptor> adminAcceptor;
   std::size_t next = 0;
   bool stopping = false;
 
@@ -50,6 +52,7 @@ Server::Server(std::shared_ptr<const config::Config> config) : impl_(std::make_u
   impl_->shared.analyzer = std::make_unique<masking::Analyzer>(
       masking::AnalyzerOptions{.maxQueryBytes = cfg.analyzer.maxQuerySize, .maxJsonDepth = 2000});
   impl_->shared.catalogs = std::make_unique<CatalogService>(impl_->shared.config);
+  impl_->shared.alerts = std::make_unique<Alerts>(cfg.alerts);
 }
 
 Server::~Server() = default;
@@ -152,6 +155,27 @@ int Server::run() {
     spdlog::critical("cannot listen on {}: {}", cfg.listen.toString(), ec.message());
     return 1;
   }
+
+
+  // The admin endpoint binds before any thread starts, so that a bad address fails start-up cleanly.
+  if (cfg.admin.enabled) {
+    tcp::endpoint aep(asio::ip::make_address(cfg.admin.listen.host, ec), cfg.admin.listen.port);
+    impl_->adminAcceptor = std::make_unique<tcp::acceptor>(impl_->main);
+    auto& admin = *impl_->adminAcceptor;
+    if (!ec) admin.open(aep.protocol(), ec);
+    if (!ec) admin.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) admin.bind(aep, ec);
+    if (!ec) admin.listen(64, ec);
+    if (ec) {
+      spdlog::critical("cannot listen on admin endpoint {}: {}", cfg.admin.listen.toString(), ec.message());
+      return 1;
+    }
+    auto abound = admin.local_endpoint();
+    spdlog::info("admin endpoint listening on {}:{} (/healthz, /metrics, /sessions)", abound.address().to_string(),
+                 abound.port());
+  }
+
+  // Logged last: tests and scripts wait for this line.
   auto bound = impl_->acceptor->local_endpoint();
   spdlog::info("pgveil listening on {}:{} (upstream {}:{}, {} workers, client TLS {})", bound.address().to_string(),
                bound.port(), cfg.upstream.host, cfg.upstream.port, n,
@@ -182,6 +206,12 @@ int Server::run() {
     }
   };
   asio::co_spawn(impl_->main, impl_->acceptLoop(), logFailure);
+  if (impl_->adminAcceptor) {
+    std::vector<Worker*> workers;
+    for (auto& w : impl_->workers) workers.push_back(w.get());
+    asio::co_spawn(impl_->main, runAdmin(impl_->shared, workers, std::move(*impl_->adminAcceptor)), logFailure);
+  }
+
   asio::co_spawn(impl_->main, impl_->signals(), logFailure);
   impl_->main.run();
   guards.clear();

@@ -153,6 +153,10 @@ class Session {
   }
 
   ~Session() {
+    if (info_) {
+      std::lock_guard lock(shared_.sessionsMutex);
+      shared_.sessionInfos.erase(id_);
+    }
     if (backendKey_) shared_.cancels.remove(backendKey_->first, backendKey_->second);
     worker_.sessions.erase(this);
     shared_.activeClients.fetch_sub(1);
@@ -223,6 +227,7 @@ class Session {
   std::shared_ptr<const masking::Policy> policy_;
   std::shared_ptr<const masking::Catalog> catalog_;
   std::unique_ptr<MaskedFlow> flow_;
+  std::shared_ptr<SessionInfo> info_;
 };
 
 std::string Session::encodeFatal(const char* code, std::string_view message) const {
@@ -413,9 +418,21 @@ asio::awaitable<bool> Session::startupPhase() {
   if (!co_await choosePolicy(sp)) co_return false;
   if (!co_await connectUpstream()) co_return false;
   if (!co_await authenticate(sp)) co_return false;
+  info_ = std::make_shared<SessionInfo>();
+  info_->id = id_;
+  info_->user = user_;
+  info_->database = database_;
+  info_->applicationName = appName_;
+  info_->client = clientAddr_;
+  info_->started = std::chrono::steady_clock::now();
   if (policy_ && !policy_->unmasked()) {
+    info_->policy = policy_->role();
     flow_ = std::make_unique<MaskedFlow>(shared_, worker_, policy_, catalog_,
-                                         SessionIdentity{id_, user_, database_, clientAddr_});
+                                         SessionIdentity{id_, user_, database_, clientAddr_, appName_, info_});
+  }
+  {
+    std::lock_guard lock(shared_.sessionsMutex);
+    shared_.sessionInfos[id_] = info_;
   }
   co_return true;
 }

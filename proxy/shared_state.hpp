@@ -7,6 +7,8 @@
 #include <boost/asio/ssl/context.hpp>
 #include <cstdint>
 #include <memory>
+#include <chrono>
+#include <map>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
@@ -17,11 +19,26 @@
 #include "masking/policy.hpp"
 #include "masking/strategy.hpp"
 #include "proxy/cancel_registry.hpp"
+#include "proxy/alerts.hpp"
 #include "proxy/catalog_service.hpp"
 
 namespace pgveil::proxy {
 
 class Session;
+
+// What /sessions shows of one session; counters are updated by the session's own thread.
+struct SessionInfo {
+  std::uint64_t id = 0;
+  std::string user;
+  std::string database;
+  std::string applicationName;
+  std::string client;
+  std::string policy;  // empty: unmasked
+  std::chrono::steady_clock::time_point started;
+  std::atomic<std::uint64_t> rows{0};
+  std::atomic<std::uint64_t> rowsMasked{0};
+  std::atomic<std::uint64_t> refusals{0};
+};
 
 struct SharedState {
   std::shared_ptr<const config::Config> config;
@@ -39,6 +56,12 @@ struct SharedState {
   std::unique_ptr<masking::Analyzer> analyzer;
   std::unique_ptr<CatalogService> catalogs;
   std::atomic<std::uint64_t> refusals{0};
+  std::atomic<std::uint64_t> rowsForwarded{0};
+  std::atomic<std::uint64_t> rowsMasked{0};
+  std::unique_ptr<Alerts> alerts;
+
+  std::mutex sessionsMutex;
+  std::map<std::uint64_t, std::shared_ptr<SessionInfo>> sessionInfos;
 
   // The classification of one catalog snapshot, built once per snapshot.
   std::shared_ptr<const masking::Classification> classificationFor(const std::shared_ptr<const masking::Catalog>& c) {

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -175,6 +176,11 @@ void Proxy::start(const std::string& yaml) {
   auto argp = cstrings(args);
   pid_ = fork();
   if (pid_ == 0) {
+    // Die with the test process, and keep no handle on ctest's output pipe: a crashed test
+    // must never leave a pgveil behind that makes ctest wait forever.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 1);
     dup2(errPipe[1], 2);
     close(errPipe[0]);
     close(errPipe[1]);
@@ -186,7 +192,7 @@ void Proxy::start(const std::string& yaml) {
   // Read until the "listening on" line (no sleeps: the line is written once bound), then keep
   // draining stderr on a thread so that pgveil never blocks on a full pipe.
   std::string seen;
-  std::regex re("listening on 127\\.0\\.0\\.1:([0-9]+)");
+  std::regex re("pgveil listening on 127\\.0\\.0\\.1:([0-9]+)");
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (port_ == 0 && std::chrono::steady_clock::now() < deadline) {
     pollfd p{rfd, POLLIN, 0};
@@ -199,6 +205,10 @@ void Proxy::start(const std::string& yaml) {
     if (std::regex_search(seen, m, re)) port_ = std::stoi(m[1]);
   }
   log_ = seen;
+  std::smatch am;
+  if (std::regex_search(seen, am, std::regex("admin endpoint listening on 127\\.0\\.0\\.1:([0-9]+)"))) {
+    adminPort_ = std::stoi(am[1]);
+  }
   reader_ = std::thread([this, rfd] {
     char buf[4096];
     for (;;) {
@@ -359,6 +369,7 @@ std::string demoConfigForTests() {
     y.replace(pos, from.size(), to);
   };
   replace("listen: 127.0.0.1:6432", "listen: 127.0.0.1:0");
+  replace("listen: 127.0.0.1:9930", "listen: 127.0.0.1:0");
   replace("port: 54320", "port: " + std::to_string(Cluster::get().port));
   replace("workers: 0", "workers: 2");
   replace("level: info", "level: debug");

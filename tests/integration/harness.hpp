@@ -50,6 +50,7 @@ class Proxy {
   Proxy& operator=(const Proxy&) = delete;
 
   [[nodiscard]] int port() const { return port_; }
+  [[nodiscard]] int adminPort() const { return adminPort_; }  // 0 without an admin endpoint
   [[nodiscard]] std::string log() const;  // everything pgveil wrote to stderr so far
   // Sends SIGTERM and waits; returns the exit status.
   int stop();
@@ -58,6 +59,7 @@ class Proxy {
   void start(const std::string& yaml);
   int pid_ = -1;
   int port_ = 0;
+  int adminPort_ = 0;
   std::string configPath_;
   std::thread reader_;
   mutable std::mutex mutex_;

@@ -1,0 +1,162 @@
+#include "proxy/admin.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "proxy/logging.hpp"
+
+namespace pgveil::proxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
+
+void counter(std::string& out, const char* name, const char* help, std::uint64_t v, const char* type = "counter") {
+  out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
+         std::to_string(v) + "\n";
+}
+
+std::string json(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out + "\"";
+}
+
+asio::awaitable<void> serve(SharedState& shared, std::vector<Worker*> workers, tcp::socket socket) {
+  beast::flat_buffer buffer(8192);
+  http::request_parser<http::empty_body> parser;
+  parser.header_limit(8192);
+  asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::seconds(5));
+  auto r = co_await (http::async_read(socket, buffer, parser, kUse) || timer.async_wait(kUse));
+  if (r.index() != 0 || std::get<0>(std::get<0>(r))) co_return;
+  const auto& req = parser.get();
+  http::response<http::string_body> res;
+  res.version(req.version());
+  res.keep_alive(false);
+  res.set(http::field::server, "pgveil");
+  std::string target(req.target());
+  if (req.method() != http::verb::get) {
+    res.result(http::status::method_not_allowed);
+    res.body() = "only GET\n";
+  } else if (target == "/healthz") {
+    res.result(http::status::ok);
+    res.set(http::field::content_type, "text/plain");
+    res.body() = shared.shuttingDown ? "shutting down\n" : "ok\n";
+    if (shared.shuttingDown) res.result(http::status::service_unavailable);
+  } else if (target == "/metrics") {
+    res.result(http::status::ok);
+    res.set(http::field::content_type, "text/plain; version=0.0.4");
+    res.body() = metricsText(shared, workers);
+  } else if (target == "/sessions") {
+    res.result(http::status::ok);
+    res.set(http::field::content_type, "application/json");
+    res.body() = sessionsJson(shared);
+  } else {
+    res.result(http::status::not_found);
+    res.body() = "not found: /healthz, /metrics, /sessions\n";
+  }
+  res.prepare_payload();
+  timer.expires_after(std::chrono::seconds(5));
+  co_await (http::async_write(socket, res, kUse) || timer.async_wait(kUse));
+  beast::error_code ignored;
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+}  // namespace
+
+std::string metricsText(SharedState& shared, const std::vector<Worker*>& workers) {
+  std::string out;
+  counter(out, "pgveil_up", "1 while pgveil runs.", 1, "gauge");
+  counter(out, "pgveil_connections_active", "Client connections now open.", shared.activeClients.load(), "gauge");
+  counter(out, "pgveil_sessions_total", "Client connections accepted.", shared.totalSessions.load());
+  counter(out, "pgveil_statements_refused_total", "Statements refused for masked roles.", shared.refusals.load());
+  counter(out, "pgveil_rows_forwarded_total", "Rows sent to masked roles.", shared.rowsForwarded.load());
+  counter(out, "pgveil_rows_masked_total", "Rows rewritten by masking.", shared.rowsMasked.load());
+  masking::CacheStats total;
+  for (auto* w : workers) {
+    if (!w->analysisCache) continue;
+    auto s = w->analysisCache->stats();
+    total.hits += s.hits;
+    total.misses += s.misses;
+    total.evictions += s.evictions;
+    total.entries += s.entries;
+    total.bytes += s.bytes;
+  }
+  counter(out, "pgveil_analyzer_cache_hits_total", "Analyses found in the cache.", total.hits);
+  counter(out, "pgveil_analyzer_cache_misses_total", "Analyses computed.", total.misses);
+  counter(out, "pgveil_analyzer_cache_evictions_total", "Analyses evicted.", total.evictions);
+  counter(out, "pgveil_analyzer_cache_entries", "Analyses cached.", total.entries, "gauge");
+  counter(out, "pgveil_analyzer_cache_bytes", "Memory held by cached analyses.", total.bytes, "gauge");
+  if (shared.catalogs) {
+    counter(out, "pgveil_catalog_loads_total", "Catalog snapshots loaded.", shared.catalogs->loads());
+    counter(out, "pgveil_catalog_failures_total", "Catalog loads that failed.", shared.catalogs->failures());
+  }
+  if (shared.alerts) out += shared.alerts->metrics();
+  return out;
+}
+
+std::string sessionsJson(SharedState& shared) {
+  std::vector<std::shared_ptr<SessionInfo>> infos;
+  {
+    std::lock_guard lock(shared.sessionsMutex);
+    for (const auto& [_, i] : shared.sessionInfos) infos.push_back(i);
+  }
+  auto now = std::chrono::steady_clock::now();
+  std::string out = "[";
+  for (std::size_t k = 0; k < infos.size(); ++k) {
+    const auto& i = *infos[k];
+    out += (k ? ",\n " : "\n ");
+    out += "{\"id\":" + std::to_string(i.id) + ",\"user\":" + json(i.user) + ",\"database\":" + json(i.database) +
+           ",\"application_name\":" + json(i.applicationName) + ",\"client\":" + json(i.client) +
+           ",\"policy\":" + (i.policy.empty() ? std::string("null") : json(i.policy)) +
+           ",\"seconds\":" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - i.started).count()) +
+           ",\"rows\":" + std::to_string(i.rows.load()) + ",\"rows_masked\":" + std::to_string(i.rowsMasked.load()) +
+           ",\"refusals\":" + std::to_string(i.refusals.load()) + "}";
+  }
+  out += infos.empty() ? "]\n" : "\n]\n";
+  return out;
+}
+
+asio::awaitable<void> runAdmin(SharedState& shared, std::vector<Worker*> workers, tcp::acceptor acceptor) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(kUse);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      continue;
+    }
+    asio::co_spawn(acceptor.get_executor(), serve(shared, workers, std::move(socket)), [](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::warn("admin request failed: {}", ex.what());
+      }
+    });
+  }
+}
+
+}  // namespace pgveil::proxy

@@ -1,0 +1,97 @@
+#include "proxy/alerts.hpp"
+
+#include <spdlog/sinks/rotating_file_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <ctime>
+
+#include "proxy/logging.hpp"
+
+namespace pgveil::proxy {
+
+namespace {
+std::string jsonString(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  return out + "\"";
+}
+}  // namespace
+
+Alerts::Alerts(const config::AlertsConfig& cfg) : cfg_(cfg) {
+  if (!cfg_.auditFile.empty()) {
+    audit_ = spdlog::rotating_logger_mt("pgveil-audit", cfg_.auditFile, cfg_.auditFileMaxBytes, cfg_.auditFileCount);
+    audit_->set_pattern("%v");
+    audit_->flush_on(spdlog::level::info);
+  }
+}
+
+Alerts::~Alerts() {
+  if (audit_) spdlog::drop("pgveil-audit");
+}
+
+std::string Alerts::toJson(const AlertEvent& e, const std::string& time) {
+  std::string j = "{\"time\":" + jsonString(time) + ",\"rule\":" + jsonString(e.rule) + ",\"action\":" +
+                  jsonString(e.action) + ",\"role\":" + jsonString(e.policyRole) + ",\"user\":" + jsonString(e.user) +
+                  ",\"database\":" + jsonString(e.database) + ",\"application_name\":" + jsonString(e.applicationName) +
+                  ",\"client\":" + jsonString(e.client) + ",\"session_id\":" + std::to_string(e.sessionId) +
+                  ",\"query\":" + jsonString(e.query) + ",\"fingerprint\":" + jsonString(e.fingerprint) +
+                  ",\"rows\":" + std::to_string(e.rows) + ",\"bytes\":" + std::to_string(e.bytes) +
+                  ",\"duration_ms\":" + std::to_string(e.durationMs) + "}";
+  return j;
+}
+
+void Alerts::emit(const AlertEvent& e) {
+  auto now = std::chrono::system_clock::now();
+  auto second = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  {
+    std::lock_guard lock(mutex_);
+    ++counts_[{e.rule, e.action}];
+    auto& w = window_[{e.rule, e.policyRole}];
+    if (w.first != second) w = {second, 0};
+    if (++w.second > cfg_.maxPerSecond) {
+      ++suppressed_;
+      return;
+    }
+  }
+  auto t = std::chrono::system_clock::to_time_t(now);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(ms));
+  auto json = toJson(e, buf);
+  if (audit_) audit_->info(json);
+  spdlog::warn("alert {}", json);
+}
+
+std::string Alerts::metrics() const {
+  std::lock_guard lock(mutex_);
+  std::string out = "# HELP pgveil_alerts_total Alerts raised, by rule and action.\n# TYPE pgveil_alerts_total counter\n";
+  for (const auto& [k, v] : counts_) {
+    out += "pgveil_alerts_total{rule=\"" + logSafe(k.first) + "\",action=\"" + logSafe(k.second) + "\"} " +
+           std::to_string(v) + "\n";
+  }
+  out += "# HELP pgveil_alerts_suppressed_total Alerts over the per-rule rate limit.\n# TYPE pgveil_alerts_suppressed_total counter\n";
+  out += "pgveil_alerts_suppressed_total " + std::to_string(suppressed_) + "\n";
+  return out;
+}
+
+}  // namespace pgveil::proxy

@@ -1,0 +1,173 @@
+// Exfiltration rules (enforce and monitor), alerts in the JSON audit file, and the admin
+// endpoint (/healthz, /metrics, /sessions), with the demo policy.
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "harness.hpp"
+
+namespace pgveil::it {
+namespace {
+
+std::string httpGet(int port, const std::string& path) {
+  RawClient c(port);
+  c.send("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  std::string out;
+  for (;;) {
+    auto chunk = c.readSome(65536);
+    if (chunk.empty()) break;
+    out += chunk;
+  }
+  return out;
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class ExfiltrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override { setenv("PGVEIL_MASKING_KEY", "integration-test-key-0123456789", 1); }
+  // The demo configuration with every exfiltration rule set to block (or monitor mode).
+  static std::string config(const std::string& mode, const std::string& auditFile) {
+    auto y = demoConfigForTests();
+    auto replace = [&](const std::string& from, const std::string& to) {
+      auto pos = y.find(from);
+      EXPECT_NE(pos, std::string::npos) << from;
+      if (pos != std::string::npos) y.replace(pos, from.size(), to);
+    };
+    replace("  mode: enforce\n  unbounded_read: alert", "  mode: " + mode + "\n  unbounded_read: block");
+    replace("  select_star: alert", "  select_star: block");
+    replace("  copy_to: alert", "  copy_to: block");
+    replace("  audit_file: \"\"", "  audit_file: " + auditFile);
+    replace("  large_pull_rows: 1000", "  large_pull_rows: 10");
+    return y;
+  }
+  static std::string sqlstate(PGconn* c, const std::string& sql) {
+    auto r = exec(c, sql);
+    auto st = PQresultStatus(r.get());
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return "ok";
+    const char* code = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
+    return std::string(code ? code : "?") + " " + PQresultErrorField(r.get(), PG_DIAG_MESSAGE_PRIMARY);
+  }
+};
+
+TEST_F(ExfiltrationTest, EnforceBlocksBulkReadsAndAlerts) {
+  char path[] = "/tmp/pgveil-audit.XXXXXX";
+  close(mkstemp(path));
+  Proxy proxy(Proxy::Raw{}, config("enforce", path));
+  ASSERT_GT(proxy.port(), 0);
+  auto c = connect(conninfo(proxy.port(), "support"));
+  ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
+  EXPECT_EQ(sqlstate(c.get(), "SELECT email FROM patients LIMIT 10"), "ok");
+  EXPECT_EQ(sqlstate(c.get(), "SELECT email FROM patients WHERE id < 10"), "ok");
+  // appointments holds a classified column (notes): an unbounded read of it is blocked even
+  // when the columns read are not classified.
+  EXPECT_NE(sqlstate(c.get(), "SELECT doctor FROM appointments").find("unbounded_read"), std::string::npos);
+  EXPECT_EQ(sqlstate(c.get(), "SELECT doctor FROM appointments WHERE patient_id = 7"), "ok");
+  auto unbounded = sqlstate(c.get(), "SELECT email FROM patients");
+  EXPECT_EQ(unbounded.substr(0, 5), "42501");
+  EXPECT_NE(unbounded.find("unbounded_read"), std::string::npos) << unbounded;
+  EXPECT_NE(sqlstate(c.get(), "SELECT email FROM patients LIMIT 5000").find("unbounded_read"), std::string::npos);
+  EXPECT_NE(sqlstate(c.get(), "SELECT * FROM patients WHERE id = 1").find("select_star"), std::string::npos);
+  EXPECT_NE(sqlstate(c.get(), "COPY (SELECT email FROM patients WHERE id < 10) TO STDOUT").find("copy_to"),
+            std::string::npos);
+  // A large pull is alerted, not blocked.
+  EXPECT_EQ(sqlstate(c.get(), "SELECT email FROM patients WHERE id <= 50"), "ok");
+  c.reset();
+  // pg_dump of the table as a masked role is refused (and prints no raw value).
+  auto dump = runCommand({"pg_dump", "--table=patients", "--data-only", "-h", "127.0.0.1", "-p",
+                          std::to_string(proxy.port()), "-U", "support", "clinic"},
+                         {{"PGPASSWORD", "support"}});
+  EXPECT_NE(dump.exitCode, 0);
+  EXPECT_NE(dump.err.find("pgveil"), std::string::npos) << dump.err;
+  EXPECT_EQ(dump.out.find("linda.wilson1@example.org"), std::string::npos);
+  // The audit file: one JSON object per alert, normalized queries only.
+  std::string audit;
+  for (int i = 0; i < 200 && audit.find("large_pull") == std::string::npos; ++i) {
+    audit = readFile(path);
+    usleep(10000);
+  }
+  EXPECT_NE(audit.find("\"rule\":\"exfiltration.unbounded_read\",\"action\":\"blocked\",\"role\":\"support\""),
+            std::string::npos) << audit;
+  EXPECT_NE(audit.find("\"rule\":\"large_pull\",\"action\":\"alerted\""), std::string::npos) << audit;
+  EXPECT_NE(audit.find("\"rows\":50"), std::string::npos) << audit;
+  EXPECT_NE(audit.find("\"query\":\"SELECT email FROM patients WHERE id <= $1\""), std::string::npos) << audit;
+  EXPECT_EQ(audit.find("linda.wilson1"), std::string::npos);
+  std::istringstream lines(audit);
+  std::string line;
+  while (std::getline(lines, line)) {
+    EXPECT_TRUE(std::regex_match(line, std::regex("\\{\"time\":\"[0-9T:.Z-]+\",\"rule\":.*\"duration_ms\":[0-9]+\\}")))
+        << line;
+  }
+  unlink(path);
+}
+
+TEST_F(ExfiltrationTest, MonitorModeOnlyAlerts) {
+  char path[] = "/tmp/pgveil-audit.XXXXXX";
+  close(mkstemp(path));
+  Proxy proxy(Proxy::Raw{}, config("monitor", path));
+  auto c = connect(conninfo(proxy.port(), "support"));
+  EXPECT_EQ(sqlstate(c.get(), "SELECT email FROM patients LIMIT 20000"), "ok");
+  EXPECT_EQ(sqlstate(c.get(), "SELECT * FROM patients WHERE id = 1"), "ok");
+  // Masking still applies in monitor mode: it is not an exfiltration rule.
+  EXPECT_EQ(scalar(c.get(), "SELECT email FROM patients WHERE id = 1"), "l***@example.org");
+  EXPECT_EQ(sqlstate(c.get(), "SELECT upper(email) FROM patients").substr(0, 5), "42501");
+  std::string audit;
+  for (int i = 0; i < 200 && audit.find("select_star") == std::string::npos; ++i) {
+    audit = readFile(path);
+    usleep(10000);
+  }
+  EXPECT_NE(audit.find("\"rule\":\"exfiltration.unbounded_read\",\"action\":\"monitored\""), std::string::npos) << audit;
+  EXPECT_NE(audit.find("\"rule\":\"exfiltration.select_star\",\"action\":\"monitored\""), std::string::npos) << audit;
+  unlink(path);
+}
+
+TEST_F(ExfiltrationTest, AdminEndpoint) {
+  Proxy proxy(Proxy::Raw{}, demoConfigForTests());
+  ASSERT_GT(proxy.adminPort(), 0) << proxy.log();
+  auto health = httpGet(proxy.adminPort(), "/healthz");
+  EXPECT_NE(health.find("200 OK"), std::string::npos) << health;
+  EXPECT_NE(health.find("\r\n\r\nok\n"), std::string::npos) << health;
+  auto c = connect(conninfo(proxy.port(), "support", "clinic", "application_name=metrics-test"));
+  ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get()) << proxy.log();
+  exec(c.get(), "SELECT upper(email) FROM patients");
+  exec(c.get(), "SELECT email FROM patients WHERE id <= 3");
+  auto metrics = httpGet(proxy.adminPort(), "/metrics");
+  std::map<std::string, double> values;
+  std::istringstream in(metrics.substr(metrics.find("\r\n\r\n") + 4));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    auto sp = line.rfind(' ');
+    ASSERT_NE(sp, std::string::npos) << line;
+    values[line.substr(0, sp)] = std::stod(line.substr(sp + 1));
+  }
+  EXPECT_EQ(values["pgveil_up"], 1);
+  EXPECT_GE(values["pgveil_connections_active"], 1);
+  EXPECT_GE(values["pgveil_statements_refused_total"], 1);
+  EXPECT_GE(values["pgveil_rows_masked_total"], 3);
+  EXPECT_GE(values["pgveil_analyzer_cache_misses_total"], 2);
+  EXPECT_GE(values["pgveil_catalog_loads_total"], 1);
+  EXPECT_GE(values["pgveil_alerts_total{rule=\"refused.untrusted_function\",action=\"blocked\"}"] +
+                values["pgveil_alerts_total{rule=\"refused.classified_in_expression\",action=\"blocked\"}"],
+            1)
+      << metrics;
+  auto sessions = httpGet(proxy.adminPort(), "/sessions");
+  EXPECT_NE(sessions.find("\"user\":\"support\""), std::string::npos) << sessions;
+  EXPECT_NE(sessions.find("\"application_name\":\"metrics-test\""), std::string::npos);
+  EXPECT_NE(sessions.find("\"policy\":\"support\""), std::string::npos);
+  EXPECT_NE(sessions.find("\"rows\":3"), std::string::npos) << sessions;
+  EXPECT_NE(httpGet(proxy.adminPort(), "/nope").find("404"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pgveil::it
