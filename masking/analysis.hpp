@@ -70,6 +70,7 @@ struct StatementAnalysis {
   bool hasReturning = false;
   bool selectStar = false;    // `*` or `t.*` in an output list
   std::string parameter;      // SET/RESET/SHOW: parameter name (lower case); set_config: first argument
+  std::vector<std::string> setConfigParameters;  // every set_config call's parameter ("?" when not constant)
   std::string parameterValue; // SET: the value as written, when a single constant
   std::string name;           // PREPARE/EXECUTE/DEALLOCATE statement, DECLARE/FETCH/CLOSE cursor, LISTEN channel
   std::vector<OutputColumn> outputs;

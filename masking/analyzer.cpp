@@ -383,6 +383,7 @@ class Walker {
   void returning(const Obj& body, const Scope& scope);
   void copyStatement(const Obj& body);
   void innerStatement(const El& node, StatementKind kind);
+  void mergeFlags(const StatementAnalysis& nested);
   SelectResult anyQuery(const El& node, const Scope* outer, int depth);
 
   SelectResult select(const Obj& sel, const Scope* outer, int depth, bool top);
@@ -639,7 +640,7 @@ Lineage Walker::funcCall(const Obj& body, const Scope& scope, int depth) {
   }
   if (auto filter = get(body, "agg_filter")) predicates(expr(*filter, scope, depth + 1));
   if (auto over = getObject(body, "over")) {
-    for (auto key : {"partitionClause", "orderClause"}) {
+    for (auto key : {"partitionClause", "orderClause", "startOffset", "endOffset"}) {
       if (auto a = get(*over, key)) predicates(expr(*a, scope, depth + 1));
     }
   }
@@ -654,7 +655,9 @@ Lineage Walker::funcCall(const Obj& body, const Scope& scope, int depth) {
   // they appear, so the gate sees a classified value sent down a side channel.
   static const std::unordered_set<std::string_view> kSinks = {
       "set_config", "pg_notify", "setval", "pg_advisory_lock", "pg_advisory_xact_lock", "pg_try_advisory_lock",
-      "pg_try_advisory_xact_lock", "pg_advisory_lock_shared", "pg_advisory_unlock", "pg_logical_emit_message"};
+      "pg_try_advisory_xact_lock", "pg_advisory_lock_shared", "pg_advisory_xact_lock_shared",
+      "pg_try_advisory_lock_shared", "pg_try_advisory_xact_lock_shared", "pg_advisory_unlock", "pg_advisory_unlock_shared",
+      "pg_logical_emit_message"};
   if (kSinks.count(name) || cls == FunctionClass::Unknown) out_.sideChannelValues.merge(args);
   switch (cls) {
     case FunctionClass::ValueCatalog: {
@@ -690,6 +693,7 @@ Lineage Walker::funcCall(const Obj& body, const Scope& scope, int depth) {
       }
       std::transform(param.begin(), param.end(), param.begin(), ::tolower);
       out_.parameter = param.empty() ? "?" : param;
+      out_.setConfigParameters.push_back(out_.parameter);
       out_.riskyFunctions.push_back(qualified);
       if (param.empty() || param == "role" || param == "session_authorization") out_.changesIdentity = true;
       if (param.empty() || param == "search_path") note("set_config changes search_path");
@@ -790,13 +794,7 @@ SelectResult Walker::anyQuery(const El& node, const Scope* outer, int depth) {
   Walker w(analyzer_, ctx_, nested, viewDepth_);
   w.ctes_ = ctes_;
   w.statement(node);
-  out_.writes.insert(out_.writes.end(), nested.writes.begin(), nested.writes.end());
-  for (const auto& rd : nested.reads) addRead(rd.relOid, rd.filtered);
-  for (auto c : nested.predicateColumns) addPredicate(c);
-  out_.writtenValues.merge(nested.writtenValues);
-  out_.sideChannelValues.merge(nested.sideChannelValues);
-  out_.copiesOutOfReach = out_.copiesOutOfReach || nested.copiesOutOfReach;
-  out_.unknownRelations = out_.unknownRelations || nested.unknownRelations;
+  mergeFlags(nested);
   for (auto& o : nested.outputs) r.cols.push_back({o.name, o.lineage});
   r.unknownShape = nested.outputsIncomplete;
   return r;
@@ -885,6 +883,10 @@ SelectResult Walker::select(const Obj& sel, const Scope* outer, int depth, bool 
         out_.hasLimit = true;
         out_.limit = constantInt(*lc);
       }
+    }
+    // LIMIT and OFFSET may hold sub-queries: what they use is a condition on the result.
+    for (auto key : {"limitCount", "limitOffset"}) {
+      if (auto e = get(sel, key)) predicates(expr(*e, empty, depth + 1));
     }
     ctes_.resize(cteMark);
     return result;
@@ -1017,7 +1019,7 @@ SelectResult Walker::select(const Obj& sel, const Scope* outer, int depth, bool 
       std::string_view wt;
       Obj wb;
       if (!unwrap(w, wt, wb)) continue;
-      for (auto key : {"partitionClause", "orderClause"}) {
+      for (auto key : {"partitionClause", "orderClause", "startOffset", "endOffset"}) {
         if (auto a = get(wb, key)) predicates(expr(*a, scope, depth + 1));
       }
     }
@@ -1029,6 +1031,18 @@ SelectResult Walker::select(const Obj& sel, const Scope* outer, int depth, bool 
     if (auto lc = get(sel, "limitCount"); lc && !isNullConst(*lc)) {
       out_.hasLimit = true;
       out_.limit = constantInt(*lc);
+    }
+  }
+  for (auto key : {"limitCount", "limitOffset"}) {
+    if (auto e = get(sel, key)) predicates(expr(*e, scope, depth + 1));
+  }
+  // Computed classified values in a sub-query's outputs can still shape the result (row counts
+  // of set-returning functions, EXISTS): treat them as conditions.
+  if (!top) {
+    for (const auto& c : result.cols) {
+      for (const auto& u : c.lineage.uses) {
+        if (u.how == Derivation::Expression || u.how == Derivation::Aggregate) addPredicate(u.column);
+      }
     }
   }
   if (get(sel, "intoClause")) {
@@ -1053,8 +1067,13 @@ std::vector<Col> Walker::viewColumns(const CatalogRelation& view, std::vector<st
       for (const auto& o : s.outputs) inner.cols.push_back({o.name, o.lineage});
       inner.unknownShape = s.outputsIncomplete;
       for (const auto& r : s.reads) levelReads.push_back(r.relOid);
+      // The view's own side channels and risks (a view may call set_config or a user function).
       out_.readsValueCatalogs = out_.readsValueCatalogs || s.readsValueCatalogs;
       out_.unknownRelations = out_.unknownRelations || s.unknownRelations;
+      out_.dynamicSql = out_.dynamicSql || s.dynamicSql;
+      out_.fileOrNetworkAccess = out_.fileOrNetworkAccess || s.fileOrNetworkAccess;
+      out_.sideChannelValues.merge(s.sideChannelValues);
+      for (const auto& f : s.riskyFunctions) out_.riskyFunctions.push_back(f);
       for (const auto& f : s.functions) {
         if (std::find(out_.functions.begin(), out_.functions.end(), f) == out_.functions.end()) out_.functions.push_back(f);
       }
@@ -1195,6 +1214,8 @@ std::vector<Col> Walker::fromItem(const El& node, Scope& scope, std::vector<std:
         l.merge(expr(fn, useScope, depth + 1));
       }
     }
+    // The arguments of a function in FROM decide how many rows it returns.
+    predicates(l);
     // Column names: a column definition list, else the known shape of the function, else one
     // column named after the function (or the alias); then WITH ORDINALITY; then alias names.
     std::vector<std::string> names;
@@ -1295,6 +1316,9 @@ std::vector<Col> Walker::fromItem(const El& node, Scope& scope, std::vector<std:
     return cols;
   }
   if (type == "RangeTableSample") {
+    for (auto key : {"args", "repeatable"}) {
+      if (auto a = get(body, key)) predicates(expr(*a, scope, depth + 1));
+    }
     if (auto rel = get(body, "relation")) return fromItem(*rel, scope, levelReads, depth + 1, unknownShape);
   }
   note("unsupported FROM item " + std::string(type));
@@ -1424,6 +1448,7 @@ void Walker::updateStatement(const Obj& body) {
       Obj rt;
       if (!unwrap(t, tt, rt)) continue;
       if (auto v = get(rt, "val")) out_.writtenValues.merge(expr(*v, scope, 1));
+      if (auto ind = get(rt, "indirection")) predicates(expr(*ind, scope, 1));
     }
   }
   if (!out_.writtenValues.uses.empty() || out_.writtenValues.unknown) out_.copiesOutOfReach = true;
@@ -1594,31 +1619,40 @@ void Walker::innerStatement(const El& node, StatementKind kind) {
   Walker w(analyzer_, ctx_, *inner, viewDepth_);
   w.statement(node);
   out_.kind = kind;
-  for (const auto& r : inner->reads) addRead(r.relOid, r.filtered);
-  for (auto c : inner->predicateColumns) addPredicate(c);
-  for (auto oid : inner->writes) addWrite(oid);
-  out_.predicatesUnknown = out_.predicatesUnknown || inner->predicatesUnknown;
-  out_.writtenValues.merge(inner->writtenValues);
-  out_.sideChannelValues.merge(inner->sideChannelValues);
-  out_.copiesOutOfReach = out_.copiesOutOfReach || inner->copiesOutOfReach;
-  out_.changesIdentity = out_.changesIdentity || inner->changesIdentity;
-  out_.readsValueCatalogs = out_.readsValueCatalogs || inner->readsValueCatalogs;
-  out_.fileOrNetworkAccess = out_.fileOrNetworkAccess || inner->fileOrNetworkAccess;
-  out_.dynamicSql = out_.dynamicSql || inner->dynamicSql;
-  out_.unknownRelations = out_.unknownRelations || inner->unknownRelations;
+  mergeFlags(*inner);
   out_.selectStar = out_.selectStar || inner->selectStar;
   out_.hasLimit = inner->hasLimit;
   out_.limit = inner->limit;
-  for (const auto& f : inner->functions) out_.functions.push_back(f);
-  for (const auto& f : inner->riskyFunctions) out_.riskyFunctions.push_back(f);
-  for (const auto& n : inner->notes) note(n);
-  if (out_.parameter.empty()) out_.parameter = inner->parameter;
   if (kind == StatementKind::Prepare || kind == StatementKind::DeclareCursor) {
     // What EXECUTE or FETCH will return.
     out_.outputs = inner->outputs;
     out_.outputsIncomplete = inner->outputsIncomplete;
   }
   out_.inner = std::move(inner);
+}
+
+// Everything a nested statement (CTE, PREPARE, DECLARE, EXPLAIN, COPY query) read, wrote and
+// risked counts for the statement that contains it.
+void Walker::mergeFlags(const StatementAnalysis& n) {
+  for (const auto& r : n.reads) addRead(r.relOid, r.filtered);
+  for (auto c : n.predicateColumns) addPredicate(c);
+  for (auto oid : n.writes) addWrite(oid);
+  out_.predicatesUnknown = out_.predicatesUnknown || n.predicatesUnknown;
+  out_.writtenValues.merge(n.writtenValues);
+  out_.sideChannelValues.merge(n.sideChannelValues);
+  out_.copiesOutOfReach = out_.copiesOutOfReach || n.copiesOutOfReach;
+  out_.changesIdentity = out_.changesIdentity || n.changesIdentity;
+  out_.readsValueCatalogs = out_.readsValueCatalogs || n.readsValueCatalogs;
+  out_.fileOrNetworkAccess = out_.fileOrNetworkAccess || n.fileOrNetworkAccess;
+  out_.dynamicSql = out_.dynamicSql || n.dynamicSql;
+  out_.unknownRelations = out_.unknownRelations || n.unknownRelations;
+  for (const auto& f : n.functions) {
+    if (std::find(out_.functions.begin(), out_.functions.end(), f) == out_.functions.end()) out_.functions.push_back(f);
+  }
+  for (const auto& f : n.riskyFunctions) out_.riskyFunctions.push_back(f);
+  for (const auto& p : n.setConfigParameters) out_.setConfigParameters.push_back(p);
+  for (const auto& x : n.notes) note(x);
+  if (out_.parameter.empty()) out_.parameter = n.parameter;
 }
 
 void Walker::statement(const El& node) {

@@ -132,6 +132,13 @@ Verdict gateStatement(const StatementAnalysis& s, const Policy& p, const Classif
   if (viaSetConfig && (s.parameter == "search_path" || s.parameter == "?") && !allowed("unanalyzable")) {
     return refuse("unanalyzable", "set_config on search_path is not followed by pgveil: use SET search_path");
   }
+  // Every set_config call of the statement, not only the last one.
+  for (const auto& p : s.setConfigParameters) {
+    if ((p == "client_encoding" || p == "standard_conforming_strings" || p == "search_path" || p == "?") &&
+        !allowed("unanalyzable")) {
+      return refuse("unanalyzable", "set_config on " + p + " is not allowed for this role");
+    }
+  }
   if (s.readsValueCatalogs && !allowed("value_catalog")) {
     return refuse("value_catalog", "catalogs that expose column values (pg_stats, pg_stat_activity, ...) are not allowed");
   }

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cctype>
+
 #include "masking/exfiltration.hpp"
 #include "protocol/bytes.hpp"
 #include "protocol/encode.hpp"
@@ -77,23 +79,43 @@ std::shared_ptr<const masking::Analysis> MaskedFlow::analyze(std::string_view sq
   return a;
 }
 
-void MaskedFlow::trackStatements(const std::shared_ptr<const masking::Analysis>& a) {
-  for (const auto& s : a->statements) {
+// Called when the server confirms a statement (CommandComplete): only then does a PREPARE,
+// DECLARE, DEALLOCATE, CLOSE, DISCARD or SET take effect.
+void MaskedFlow::trackStatement(const std::shared_ptr<const masking::Analysis>& a, const masking::StatementAnalysis& s) {
+  {
     switch (s.kind) {
       case masking::StatementKind::Prepare:
-        // A name already in use makes the server refuse the PREPARE: keep the old analysis.
-        if (!sqlPrepared_.count(s.name)) sqlPrepared_[s.name] = {a, s.inner ? s.inner.get() : &s};
+        sqlPrepared_[s.name] = {a, s.inner ? s.inner.get() : &s};
         break;
       case masking::StatementKind::Deallocate:
         if (s.name.empty()) sqlPrepared_.clear();
         else sqlPrepared_.erase(s.name);
         break;
       case masking::StatementKind::DeclareCursor:
-        if (!cursors_.count(s.name)) cursors_[s.name] = {a, s.inner ? s.inner.get() : &s};
+        cursors_[s.name] = {a, s.inner ? s.inner.get() : &s};
         break;
       case masking::StatementKind::ClosePortal:
-        if (s.name.empty()) cursors_.clear();
-        else cursors_.erase(s.name);
+        if (s.name.empty()) {
+          cursors_.clear();
+          portals_.clear();
+          confirmedPortals_.clear();
+        } else {
+          cursors_.erase(s.name);
+          portals_.erase(s.name);
+          confirmedPortals_.erase(s.name);
+        }
+        break;
+      case masking::StatementKind::Other:
+        if (s.nodeType == "DiscardStmt") {
+          // DISCARD ALL/PLANS/...: prepared statements and portals may be gone; forget them all
+          // (later rows are then masked as unattributed, never raw).
+          sqlPrepared_.clear();
+          cursors_.clear();
+          statements_.clear();
+          confirmedStatements_.clear();
+          portals_.clear();
+          confirmedPortals_.clear();
+        }
         break;
       case masking::StatementKind::Set:
       case masking::StatementKind::Reset:
@@ -235,12 +257,11 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       auto a = analyze(q.sql);
       auto v = masking::gate(*a, *policy_, *classification_, *catalog_);
       if (v.allowed) exfiltrationBlocks(*a, v);
-      Expected e{Expect::SimpleQuery, a, {}, false, {}, {}};
+      Expected e{Expect::SimpleQuery, a, {}, false, {}, {}, {}};
       if (!v.allowed) {
         e.refusal = v.message + "\n" + v.rule;
         refuse(out, msg::kQuery, {}, v, *a);
       } else {
-        trackStatements(a);
         out.ref(m.bytes);
       }
       expects_.push_back(std::move(e));
@@ -253,10 +274,10 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
                                                  "FunctionCall message (large objects, lo_* functions) is not allowed"};
       if (policy_->allows("function_call")) {
         out.ref(m.bytes);
-        expects_.push_back({Expect::SimpleQuery, a, {}, false, {}, {}});
+        expects_.push_back({Expect::SimpleQuery, a, {}, false, {}, {}, {}});
         return true;
       }
-      Expected e{Expect::SimpleQuery, a, {}, false, v.message + "\n" + v.rule, {}};
+      Expected e{Expect::SimpleQuery, a, {}, false, v.message + "\n" + v.rule, {}, {}};
       refuse(out, msg::kQuery, {}, v, *a);
       expects_.push_back(std::move(e));
       return true;
@@ -272,17 +293,13 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       auto a = analyze(p.sql);
       auto v = masking::gate(*a, *policy_, *classification_, *catalog_);
       if (v.allowed) exfiltrationBlocks(*a, v);
-      Expected e{Expect::Parse, nullptr, {}, false, {}, {}};
+      Expected e{Expect::Parse, a, {}, false, {}, {}, std::string(p.statement)};
       if (!v.allowed) {
         e.refusal = v.message + "\n" + v.rule;
         refuse(out, msg::kParse, p.statement, v, *a);
         statements_.erase(std::string(p.statement));
       } else {
-        // A named statement that exists already makes the server refuse this Parse (42P05).
-        if (p.statement.empty() || !statements_.count(std::string(p.statement))) {
-          statements_[std::string(p.statement)] = {a, a->statements.empty() ? nullptr : &a->statements[0]};
-        }
-        trackStatements(a);
+        statements_[std::string(p.statement)] = {a, a->statements.empty() ? nullptr : &a->statements[0]};
         out.ref(m.bytes);
       }
       expects_.push_back(std::move(e));
@@ -301,9 +318,8 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
         portal->analysis = it->second.analysis;
         portal->statement = effective(it->second.statement);
       }
-      // Binding a named portal that exists already fails on the server (42P03): keep the old one.
-      if (b.portal.empty() || !portals_.count(std::string(b.portal))) portals_[std::string(b.portal)] = std::move(portal);
-      expects_.push_back({Expect::Bind, nullptr, {}, false, {}, {}});
+      expects_.push_back({Expect::Bind, nullptr, {}, false, {}, portal, std::string(b.portal)});
+      portals_[std::string(b.portal)] = std::move(portal);
       out.ref(m.bytes);
       return true;
     }
@@ -315,12 +331,12 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
         return false;
       }
       if (d.target == 'S') {
-        expects_.push_back({Expect::DescribeStatement, nullptr, std::string(d.name), false, {}, {}});
+        expects_.push_back({Expect::DescribeStatement, nullptr, std::string(d.name), false, {}, {}, {}});
       } else {
         auto& portal = portals_[std::string(d.name)];
         if (!portal) portal = std::make_shared<Portal>();
         portal->described = true;
-        expects_.push_back({Expect::DescribePortal, nullptr, std::string(d.name), false, {}, portal});
+        expects_.push_back({Expect::DescribePortal, nullptr, std::string(d.name), false, {}, portal, {}});
       }
       out.ref(m.bytes);
       return true;
@@ -345,9 +361,9 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
         b.end();
         out.commitOwned(mark);
         portal->described = true;
-        expects_.push_back({Expect::DescribePortal, nullptr, std::string(e.portal), true, {}, portal});
+        expects_.push_back({Expect::DescribePortal, nullptr, std::string(e.portal), true, {}, portal, {}});
       }
-      expects_.push_back({Expect::Execute, nullptr, std::string(e.portal), false, {}, portal});
+      expects_.push_back({Expect::Execute, nullptr, std::string(e.portal), false, {}, portal, {}});
       out.ref(m.bytes);
       return true;
     }
@@ -358,14 +374,19 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
         fatalMessage_ = "invalid Close message";
         return false;
       }
-      if (c.target == 'S') statements_.erase(std::string(c.name));
-      else portals_.erase(std::string(c.name));
-      expects_.push_back({Expect::Close, nullptr, {}, false, {}, {}});
+      if (c.target == 'S') {
+        statements_.erase(std::string(c.name));
+        confirmedStatements_.erase(std::string(c.name));
+      } else {
+        portals_.erase(std::string(c.name));
+        confirmedPortals_.erase(std::string(c.name));
+      }
+      expects_.push_back({Expect::Close, nullptr, {}, false, {}, {}, {}});
       out.ref(m.bytes);
       return true;
     }
     case msg::kSync:
-      expects_.push_back({Expect::Sync, nullptr, {}, false, {}, {}});
+      expects_.push_back({Expect::Sync, nullptr, {}, false, {}, {}, {}});
       out.ref(m.bytes);
       return true;
     default:
@@ -437,7 +458,9 @@ void MaskedFlow::scrubError(const protocol::Message& m, OutBatch& out, const std
                                     "55P03", "54000", "53300", "57P01", "57P03", "08P01"};
   bool textSafe = code.starts_with("08") || code.starts_with("53") || code.starts_with("28");
   for (const char* k : kTextSafe) textSafe = textSafe || code == k;
-  if (m.type == msg::kNoticeResponse) textSafe = true;  // notices: message through detect, no detail
+  // Notices name objects ("table t does not exist, skipping"), except RAISE NOTICE/WARNING from
+  // functions and triggers (00000, 01000), which may print values: those lose their text.
+  if (m.type == msg::kNoticeResponse) textSafe = code != "00000" && code != "01000";
   std::vector<protocol::ErrorField> fields;
   std::vector<std::string> storage;
   storage.reserve(e.fields.size() + 1);
@@ -701,6 +724,20 @@ bool MaskedFlow::forwardCopyData(const protocol::Message& m, OutBatch& out) {
   return true;
 }
 
+void MaskedFlow::rollbackToConfirmed() {
+  statements_ = confirmedStatements_;
+  portals_ = confirmedPortals_;
+}
+
+// The response at hand must answer the oldest request; anything else means pgveil lost track
+// of the stream, and the session ends rather than attribute rows to the wrong statement.
+bool MaskedFlow::expectFront(Expect kind) {
+  if (!expects_.empty() && expects_.front().kind == kind) return true;
+  fatalCode_ = protocol::sqlstate::kProtocolViolation;
+  fatalMessage_ = "pgveil: a response does not match the request it answers; the session is closed to protect masked data";
+  return false;
+}
+
 void MaskedFlow::popUntilSync() {
   while (!expects_.empty() && expects_.front().kind != Expect::Sync) expects_.pop_front();
 }
@@ -714,8 +751,10 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
     case msg::kNotification: {
       protocol::NotificationMsg n;
       if (!protocol::decodeNotification(m.payload, n)) return true;
+      // Payloads come from other sessions, possibly unmasked ones: redacted unless allowed.
       std::string payload;
-      shared_.masker->detect(n.payload, payload);
+      if (policy_->allows("notify")) shared_.masker->detect(n.payload, payload);
+      else payload = n.payload.empty() ? "" : "***";
       auto mark = out.owned().size();
       protocol::MessageBuilder b(out.owned());
       b.begin(msg::kNotification);
@@ -729,6 +768,14 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
     case msg::kParameterStatus: {
       protocol::ParameterStatusMsg p;
       if (!protocol::decodeParameterStatus(m.payload, p)) return true;
+      std::string lower(p.value);
+      for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (p.name == "client_encoding" && lower != "utf8" && lower != "unicode") {
+        fatalCode_ = protocol::sqlstate::kInsufficientPrivilege;
+        fatalMessage_ = "pgveil: client_encoding left UTF8; the session is ended because queries would no longer parse "
+                        "as analyzed";
+        return false;
+      }
       if (p.name == "standard_conforming_strings" && p.value != "on") {
         fatalCode_ = protocol::sqlstate::kInsufficientPrivilege;
         fatalMessage_ = "pgveil: standard_conforming_strings was turned off; the session is ended because queries "
@@ -798,6 +845,7 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
       case msg::kEmptyQuery:
         resultAnalysis_ = front->analysis;
         endOfResult();
+        if (m.type == msg::kCommandComplete && stmt && front->refusal.empty()) trackStatement(front->analysis, *stmt);
         ++simpleIndex_;
         simplePlanned_ = false;
         simplePlan_ = {};
@@ -815,6 +863,13 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
         return true;
       case msg::kReadyForQuery:
         expects_.pop_front();
+        if (m.payload == "I") {
+          // Transaction over: its portals and cursors are gone (held cursors are forgotten too:
+          // their later rows are masked as unattributed).
+          portals_.clear();
+          confirmedPortals_.clear();
+          cursors_.clear();
+        }
         simpleIndex_ = 0;
         simplePlanned_ = false;
         simplePlan_ = {};
@@ -829,9 +884,25 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
   }
 
   switch (m.type) {
-    case msg::kParseComplete:
+    case msg::kParseComplete: {
+      if (!expectFront(Expect::Parse)) return false;
+      auto& e = expects_.front();
+      if (e.analysis) {
+        confirmedStatements_[e.name] = {e.analysis, e.analysis->statements.empty() ? nullptr : &e.analysis->statements[0]};
+        for (const auto& st : e.analysis->statements) trackStatement(e.analysis, st);
+      }
+      expects_.pop_front();
+      out.ref(m.bytes);
+      return true;
+    }
     case msg::kBindComplete:
+      if (!expectFront(Expect::Bind)) return false;
+      if (expects_.front().portalState) confirmedPortals_[expects_.front().name] = expects_.front().portalState;
+      expects_.pop_front();
+      out.ref(m.bytes);
+      return true;
     case msg::kCloseComplete:
+      if (!expectFront(Expect::Close)) return false;
       expects_.pop_front();
       out.ref(m.bytes);
       return true;
@@ -840,6 +911,9 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
       return true;
     case msg::kRowDescription:
     case msg::kNoData: {
+      if (front->kind != Expect::DescribePortal && front->kind != Expect::DescribeStatement) {
+        return expectFront(Expect::DescribePortal);
+      }
       bool injected = front->injected;
       if (front->kind == Expect::DescribePortal && front->portalState) {
         auto& portal = *front->portalState;
@@ -897,9 +971,11 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
       out.ref(m.bytes);
       return true;
     case msg::kErrorResponse: {
-      // The server now skips everything up to the next Sync.
+      // The server now skips everything up to the next Sync, and what this batch prepared or
+      // bound did not happen.
       std::string refusal = front->refusal;
       popUntilSync();
+      rollbackToConfirmed();
       copying_ = false;
       scrubError(m, out, refusal.empty() ? nullptr : &refusal);
       return true;
@@ -908,6 +984,11 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
       // Sync answered; anything still ahead of it was skipped by the server.
       while (!expects_.empty() && expects_.front().kind != Expect::Sync) expects_.pop_front();
       if (!expects_.empty()) expects_.pop_front();
+      if (m.payload == "I") {
+        portals_.clear();
+        confirmedPortals_.clear();
+        cursors_.clear();
+      }
       out.ref(m.bytes);
       return true;
     default:

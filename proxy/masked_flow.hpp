@@ -61,6 +61,7 @@ class MaskedFlow {
     // The portal as bound when the client sent the message: a pipelined client may bind the
     // same (unnamed) portal again before the server has answered.
     std::shared_ptr<Portal> portalState;
+    std::string name;  // Parse: statement name; Bind: portal name (committed on completion)
   };
   struct Portal {
     std::shared_ptr<const masking::Analysis> analysis;  // keeps `statement` alive
@@ -77,7 +78,9 @@ class MaskedFlow {
 
   std::shared_ptr<const masking::Analysis> analyze(std::string_view sql);
   void refreshSnapshot();
-  void trackStatements(const std::shared_ptr<const masking::Analysis>& a);
+  void trackStatement(const std::shared_ptr<const masking::Analysis>& a, const masking::StatementAnalysis& s);
+  void rollbackToConfirmed();
+  bool expectFront(Expect kind);
   const masking::StatementAnalysis* effective(const masking::StatementAnalysis* s) const;
   void refuse(OutBatch& out, char type, std::string_view statementName, const masking::Verdict& v,
               const masking::Analysis& a);
@@ -105,8 +108,13 @@ class MaskedFlow {
   std::string searchPathKey_;
 
   std::deque<Expected> expects_;
-  std::map<std::string, Prepared> statements_;  // protocol-level prepared statements
+  // Protocol-level statements and portals, as the client sees them (updated when sent, used to
+  // attribute later messages of the same batch) and as the server confirmed them (updated on
+  // ParseComplete/BindComplete). A failed batch rolls the client view back to the confirmed one.
+  std::map<std::string, Prepared> statements_;
+  std::map<std::string, Prepared> confirmedStatements_;
   std::map<std::string, std::shared_ptr<Portal>> portals_;
+  std::map<std::string, std::shared_ptr<Portal>> confirmedPortals_;
   std::map<std::string, Prepared> sqlPrepared_;  // PREPARE name AS ...
   std::map<std::string, Prepared> cursors_;      // DECLARE name CURSOR FOR ...
 

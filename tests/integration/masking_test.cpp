@@ -198,6 +198,58 @@ TEST_F(MaskingTest, CursorsAndSqlPreparedStatementsAreMasked) {
   EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
 }
 
+TEST_F(MaskingTest, StalePortalFromAnEndedTransactionIsNotReused) {
+  RawClient raw(relay_->port());
+  ASSERT_TRUE(raw.startupTrust("pgveil_trust", "clinic"));
+  auto parse = [](const std::string& name, const std::string& sql) {
+    return typed('P', name + '\0' + sql + '\0' + std::string(2, '\0'));
+  };
+  auto bind = [](const std::string& portal, const std::string& stmt) {
+    return typed('B', portal + '\0' + stmt + '\0' + std::string(6, '\0'));
+  };
+  auto execute = [](const std::string& portal) { return typed('E', portal + '\0' + std::string(4, '\0')); };
+  // Batch 1: a harmless named portal, described and executed; the server drops it at commit.
+  raw.send(parse("s1", "SELECT 'x' AS email") + bind("p", "s1") + typed('D', std::string("Pp") + '\0') +
+           execute("p") + typed('S', ""));
+  while (auto m = raw.readMessage()) {
+    if (m->first == 'Z') break;
+  }
+  // Batch 2: the same portal name bound to a classified column, executed without Describe.
+  raw.send(parse("s2", "SELECT email FROM patients WHERE id = 1") + bind("p", "s2") + execute("p") + typed('S', ""));
+  std::string value;
+  while (auto m = raw.readMessage()) {
+    if (m->first == 'D') value = m->second.substr(6, protocol::loadBe32(m->second.data() + 2));
+    if (m->first == 'Z') break;
+  }
+  EXPECT_EQ(value, "***");
+}
+
+TEST_F(MaskingTest, FailedPrepareDoesNotLeaveStaleLineage) {
+  auto c = connect(via("support"));
+  // The PREPARE never runs (the division fails first): pgveil must not remember it.
+  exec(c.get(), "SELECT 1/0; PREPARE p AS SELECT 1 AS contact");
+  ASSERT_EQ(PQresultStatus(exec(c.get(), "PREPARE p AS SELECT contact FROM patient_contacts WHERE id = 1").get()),
+            PGRES_COMMAND_OK);
+  EXPECT_EQ(scalar(c.get(), "EXECUTE p"), "l***@example.org");
+  EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
+}
+
+TEST_F(MaskingTest, NotificationPayloadsAreRedacted) {
+  auto listener = connect(via("support"));
+  ASSERT_EQ(PQresultStatus(exec(listener.get(), "LISTEN pgveil_leak").get()), PGRES_COMMAND_OK);
+  auto admin = connect(conninfo(proxy_->port(), "admin"));
+  exec(admin.get(), "NOTIFY pgveil_leak, 'linda.wilson1@example.org'");
+  PGnotify* n = nullptr;
+  for (int i = 0; i < 100 && !n; ++i) {
+    exec(listener.get(), "SELECT 1");
+    n = PQnotifies(listener.get());
+  }
+  ASSERT_NE(n, nullptr);
+  EXPECT_STREQ(n->extra, "***");
+  PQfreemem(n);
+  EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty());
+}
+
 TEST_F(MaskingTest, PortalRowLimitsKeepTheirPlan) {
   RawClient raw(relay_->port());
   ASSERT_TRUE(raw.startupTrust("pgveil_trust", "clinic"));
@@ -487,6 +539,13 @@ const Attempt kAttempts[] = {
     {"CREATE AGGREGATE count(text) (SFUNC = textcat, STYPE = text)", Want::Refused},
     {"CREATE TEMP TABLE harmless (id int)", Want::Refused},
     {"SELECT rank('x') WITHIN GROUP (ORDER BY email) FROM patients", Want::Refused},
+    // Regressions found in the second review.
+    {"SELECT 1 LIMIT (SELECT length(set_config('x.y', email, false)) FROM patients WHERE id = 1)", Want::Refused},
+    {"SELECT count(*) FROM patients u, generate_series(1, ascii(substr(u.email, 1, 1))) WHERE u.id = 1", Want::Refused},
+    {"SELECT count(*) FROM (SELECT generate_series(1, ascii(email)) FROM patients WHERE id = 1) s", Want::Refused},
+    {"SELECT set_config('client_encoding', 'SJIS', false), set_config('application_name', 'x', false)", Want::Refused},
+    {"WITH x AS (DELETE FROM appointments WHERE id = -1 RETURNING query_to_xml('select email from patients', true, false, '')::text v) SELECT v FROM x", Want::Refused},
+    {"SELECT id FROM patients TABLESAMPLE SYSTEM ((SELECT length(email) FROM patients WHERE id = 1))", Want::Refused},
     {"SELECT email, phone, national_id FROM patients WHERE id <= 20", Want::Masked},
     {"SELECT * FROM patients WHERE id <= 50", Want::Masked},
     {"SELECT * FROM invoices WHERE id <= 50", Want::Masked},

@@ -216,7 +216,7 @@ const Case kCases[] = {
   {.sql = "WITH a AS (SELECT email FROM patients), b AS (SELECT email AS e FROM a) SELECT e FROM b", .out = "e=patients.email:d"},
   {.sql = "WITH patients AS (SELECT 1 AS email) SELECT email FROM patients", .out = "email=", .reads = ""},
   {.sql = "WITH x AS MATERIALIZED (SELECT phone FROM patients) SELECT * FROM x", .out = "phone=patients.phone:d", .flags = "star"},
-  {.sql = "WITH RECURSIVE r(n, e) AS (SELECT 1, email FROM patients WHERE id = 1 UNION ALL SELECT n + 1, e FROM r WHERE n < 3) SELECT e FROM r", .out = "e=patients.email:e", .pred = "patients.id"},
+  {.sql = "WITH RECURSIVE r(n, e) AS (SELECT 1, email FROM patients WHERE id = 1 UNION ALL SELECT n + 1, e FROM r WHERE n < 3) SELECT e FROM r", .out = "e=patients.email:e", .pred = "patients.email,patients.id"},
   {.sql = "WITH RECURSIVE t(id, parent) AS (SELECT id, patient_id FROM appointments WHERE id = 1 UNION SELECT a.id, a.patient_id FROM appointments a JOIN t ON a.patient_id = t.id) SELECT parent FROM t", .out = "parent=appointments.patient_id:e"},
   {.sql = "WITH d AS (DELETE FROM appointments WHERE id = 1 RETURNING notes) SELECT notes FROM d", .kind = "select", .out = "notes=appointments.notes:d", .pred = "appointments.id"},
   // --- set operations and VALUES
