@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cctype>
 
 #include "masking/exfiltration.hpp"
@@ -387,6 +388,19 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
     }
     case msg::kSync:
       expects_.push_back({Expect::Sync, nullptr, {}, false, {}, {}, {}});
+      out.ref(m.bytes);
+      return true;
+    case msg::kCopyDone:
+    case msg::kCopyFail:
+      if (copyIn_) {
+        // PostgreSQL ignores Sync (and Flush) while in COPY FROM STDIN mode (protocol docs
+        // 55.2.6): Syncs sent after the COPY's Execute and before this message get no answer.
+        // Every Sync still queued was sent after the COPY began (earlier batches were answered
+        // before the CopyInResponse), also when the COPY failed and its Execute is gone.
+        copyIn_ = false;
+        expects_.erase(std::remove_if(expects_.begin(), expects_.end(), [](const Expected& e) { return e.kind == Expect::Sync; }),
+                       expects_.end());
+      }
       out.ref(m.bytes);
       return true;
     default:
@@ -841,6 +855,10 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
         fatalCode_ = protocol::sqlstate::kInsufficientPrivilege;
         fatalMessage_ = "pgveil: replication (COPY BOTH) is not allowed for masked roles";
         return false;
+      case msg::kCopyInResponse:
+        copyIn_ = true;
+        out.ref(m.bytes);
+        return true;
       case msg::kCommandComplete:
       case msg::kEmptyQuery:
         resultAnalysis_ = front->analysis;
@@ -959,6 +977,10 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
       fatalCode_ = protocol::sqlstate::kInsufficientPrivilege;
       fatalMessage_ = "pgveil: replication (COPY BOTH) is not allowed for masked roles";
       return false;
+    case msg::kCopyInResponse:
+      copyIn_ = true;
+      out.ref(m.bytes);
+      return true;
     case msg::kCommandComplete:
     case msg::kPortalSuspended:
     case msg::kEmptyQuery:

@@ -125,6 +125,7 @@ class MaskedFlow {
   bool refusalSent_ = false;
   // COPY TO in progress.
   bool copying_ = false;
+  bool copyIn_ = false;  // the server is in COPY FROM STDIN mode
   CopyFormat copyFormat_ = CopyFormat::Text;
   masking::ResultPlan copyPlan_;
   bool copyHeaderPending_ = false;  // binary: signature still to come; CSV: header line to skip

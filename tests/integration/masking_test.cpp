@@ -636,3 +636,48 @@ TEST(ExplainCommandTest, PrintsAnalysisAndVerdictAsJson) {
 
 }  // namespace
 }  // namespace pgveil::it
+
+namespace pgveil::it {
+namespace {
+
+// COPY FROM STDIN through the extended protocol: the server ignores the Sync that libpq sent
+// before the data; the session must stay in step afterwards.
+TEST(MaskedCopyInTest, ExtendedCopyFromStdinKeepsTheSessionInStep) {
+  setenv("PGVEIL_MASKING_KEY", "integration-test-key-0123456789", 1);
+  Proxy proxy(Proxy::Raw{}, demoConfigForTests());
+  auto c = connect(conninfo(proxy.port(), "app"));
+  ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
+  PgResult r(PQexecParams(c.get(), "COPY appointments (patient_id, doctor, scheduled_at) FROM STDIN", 0, nullptr,
+                          nullptr, nullptr, nullptr, 0));
+  ASSERT_EQ(PQresultStatus(r.get()), PGRES_COPY_IN) << PQresultErrorMessage(r.get());
+  std::string rows = "1\tDr. Copy\t2030-01-01 10:00:00+00\n2\tDr. Copy\t2030-01-02 10:00:00+00\n";
+  ASSERT_EQ(PQputCopyData(c.get(), rows.data(), static_cast<int>(rows.size())), 1);
+  ASSERT_EQ(PQputCopyEnd(c.get(), nullptr), 1);
+  PgResult done(PQgetResult(c.get()));
+  EXPECT_EQ(PQresultStatus(done.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(done.get());
+  while (PGresult* extra = PQgetResult(c.get())) PQclear(extra);
+  // The session keeps working, in both protocols.
+  const char* values[] = {"Dr. Copy"};
+  PgResult n(PQexecParams(c.get(), "SELECT count(*) FROM appointments WHERE doctor = $1", 1, nullptr, values, nullptr,
+                          nullptr, 0));
+  ASSERT_EQ(PQresultStatus(n.get()), PGRES_TUPLES_OK) << PQresultErrorMessage(n.get());
+  EXPECT_EQ(std::string(PQgetvalue(n.get(), 0, 0)), "2");
+  EXPECT_EQ(scalar(c.get(), "SELECT 'still in step'"), "still in step");
+  // A COPY that fails on bad data: error, then the session still works.
+  PgResult bad(PQexecParams(c.get(), "COPY appointments (patient_id, doctor, scheduled_at) FROM STDIN", 0, nullptr,
+                            nullptr, nullptr, nullptr, 0));
+  ASSERT_EQ(PQresultStatus(bad.get()), PGRES_COPY_IN);
+  std::string badRows = "not-a-number\tDr. Copy\t2030-01-01\n";
+  PQputCopyData(c.get(), badRows.data(), static_cast<int>(badRows.size()));
+  PQputCopyEnd(c.get(), nullptr);
+  PgResult failed(PQgetResult(c.get()));
+  EXPECT_EQ(PQresultStatus(failed.get()), PGRES_FATAL_ERROR);
+  while (PGresult* extra = PQgetResult(c.get())) PQclear(extra);
+  EXPECT_EQ(scalar(c.get(), "SELECT 'in step after a failed COPY'"), "in step after a failed COPY");
+  PgResult again(PQexecParams(c.get(), "SELECT 2 + 2", 0, nullptr, nullptr, nullptr, nullptr, 0));
+  EXPECT_STREQ(PQgetvalue(again.get(), 0, 0), "4");
+  exec(c.get(), "DELETE FROM appointments WHERE doctor = 'Dr. Copy'");
+}
+
+}  // namespace
+}  // namespace pgveil::it
