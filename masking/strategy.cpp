@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "masking/detect.hpp"
+#include "masking/json_text.hpp"
 #include "protocol/bytes.hpp"
 
 namespace pgveil::masking {
@@ -780,24 +781,6 @@ bool maskBytes(const ValueMasker& m, const Strategy& s, std::string_view in, std
   }
 }
 
-std::string jsonString(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  out.push_back('"');
-  return out;
-}
-
 bool maskJsonText(const ValueMasker& m, const Strategy& s, std::string_view in, std::string& out) {
   switch (s.kind) {
     case StrategyKind::Null: return false;
@@ -809,7 +792,7 @@ bool maskJsonText(const ValueMasker& m, const Strategy& s, std::string_view in, 
       out = "\"" + toHex(h, 16) + "\"";
       return true;
     }
-    case StrategyKind::Fixed: out = jsonString(s.fixed); return true;
+    case StrategyKind::Fixed: out = jsonQuote(s.fixed); return true;
     default: out = "\"***\""; return true;
   }
 }

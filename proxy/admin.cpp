@@ -11,6 +11,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "masking/json_text.hpp"
 #include "proxy/logging.hpp"
 
 namespace pgveil::proxy {
@@ -27,23 +28,6 @@ constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
 void counter(std::string& out, const char* name, const char* help, std::uint64_t v, const char* type = "counter") {
   out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
          std::to_string(v) + "\n";
-}
-
-std::string json(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  return out + "\"";
 }
 
 asio::awaitable<void> serve(SharedState& shared, std::vector<Worker*> workers, tcp::socket socket) {
@@ -130,9 +114,9 @@ std::string sessionsJson(SharedState& shared) {
   for (std::size_t k = 0; k < infos.size(); ++k) {
     const auto& i = *infos[k];
     out += (k ? ",\n " : "\n ");
-    out += "{\"id\":" + std::to_string(i.id) + ",\"user\":" + json(i.user) + ",\"database\":" + json(i.database) +
-           ",\"application_name\":" + json(i.applicationName) + ",\"client\":" + json(i.client) +
-           ",\"policy\":" + (i.policy.empty() ? std::string("null") : json(i.policy)) +
+    out += "{\"id\":" + std::to_string(i.id) + ",\"user\":" + masking::jsonQuote(i.user) + ",\"database\":" + masking::jsonQuote(i.database) +
+           ",\"application_name\":" + masking::jsonQuote(i.applicationName) + ",\"client\":" + masking::jsonQuote(i.client) +
+           ",\"policy\":" + (i.policy.empty() ? std::string("null") : masking::jsonQuote(i.policy)) +
            ",\"seconds\":" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - i.started).count()) +
            ",\"rows\":" + std::to_string(i.rows.load()) + ",\"rows_masked\":" + std::to_string(i.rowsMasked.load()) +
            ",\"refusals\":" + std::to_string(i.refusals.load()) + "}";

@@ -6,33 +6,10 @@
 #include <chrono>
 #include <ctime>
 
+#include "masking/json_text.hpp"
 #include "proxy/logging.hpp"
 
 namespace pgveil::proxy {
-
-namespace {
-std::string jsonString(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  return out + "\"";
-}
-}  // namespace
 
 Alerts::Alerts(const config::AlertsConfig& cfg) : cfg_(cfg) {
   if (!cfg_.auditFile.empty()) {
@@ -47,11 +24,11 @@ Alerts::~Alerts() {
 }
 
 std::string Alerts::toJson(const AlertEvent& e, const std::string& time) {
-  std::string j = "{\"time\":" + jsonString(time) + ",\"rule\":" + jsonString(e.rule) + ",\"action\":" +
-                  jsonString(e.action) + ",\"role\":" + jsonString(e.policyRole) + ",\"user\":" + jsonString(e.user) +
-                  ",\"database\":" + jsonString(e.database) + ",\"application_name\":" + jsonString(e.applicationName) +
-                  ",\"client\":" + jsonString(e.client) + ",\"session_id\":" + std::to_string(e.sessionId) +
-                  ",\"query\":" + jsonString(e.query) + ",\"fingerprint\":" + jsonString(e.fingerprint) +
+  std::string j = "{\"time\":" + masking::jsonQuote(time) + ",\"rule\":" + masking::jsonQuote(e.rule) + ",\"action\":" +
+                  masking::jsonQuote(e.action) + ",\"role\":" + masking::jsonQuote(e.policyRole) + ",\"user\":" + masking::jsonQuote(e.user) +
+                  ",\"database\":" + masking::jsonQuote(e.database) + ",\"application_name\":" + masking::jsonQuote(e.applicationName) +
+                  ",\"client\":" + masking::jsonQuote(e.client) + ",\"session_id\":" + std::to_string(e.sessionId) +
+                  ",\"query\":" + masking::jsonQuote(e.query) + ",\"fingerprint\":" + masking::jsonQuote(e.fingerprint) +
                   ",\"rows\":" + std::to_string(e.rows) + ",\"bytes\":" + std::to_string(e.bytes) +
                   ",\"duration_ms\":" + std::to_string(e.durationMs) + "}";
   return j;

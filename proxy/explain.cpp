@@ -4,34 +4,13 @@
 
 #include "masking/analyzer.hpp"
 #include "masking/describe.hpp"
+#include "masking/json_text.hpp"
 #include "masking/policy.hpp"
 #include "proxy/catalog_service.hpp"
 
 namespace pgveil::proxy {
 
 namespace {
-
-std::string json(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  return out + "\"";
-}
 
 std::string qualified(const masking::Catalog& c, masking::ColumnId id) {
   const auto* r = c.byOid(id.relOid);
@@ -80,54 +59,54 @@ int explainQuery(const config::Config& cfg, const std::string& role, const std::
   auto verdict = maskingOn ? masking::gate(*a, *policy, cls, *catalog) : masking::Verdict{};
 
   std::ostringstream o;
-  o << "{\n  \"role\": " << json(role) << ",\n  \"database\": " << json(database) << ",\n  \"policy\": "
-    << json(policy->role()) << ",\n  \"unmasked\": " << (policy->unmasked() || !maskingOn ? "true" : "false")
-    << ",\n  \"use_in_sql\": " << json(policy->allowSqlUse() ? "allow" : "refuse") << ",\n  \"verdict\": {\"allowed\": "
+  o << "{\n  \"role\": " << masking::jsonQuote(role) << ",\n  \"database\": " << masking::jsonQuote(database) << ",\n  \"policy\": "
+    << masking::jsonQuote(policy->role()) << ",\n  \"unmasked\": " << (policy->unmasked() || !maskingOn ? "true" : "false")
+    << ",\n  \"use_in_sql\": " << masking::jsonQuote(policy->allowSqlUse() ? "allow" : "refuse") << ",\n  \"verdict\": {\"allowed\": "
     << (verdict.allowed ? "true" : "false");
-  if (!verdict.allowed) o << ", \"rule\": " << json(verdict.rule) << ", \"message\": " << json(verdict.message);
+  if (!verdict.allowed) o << ", \"rule\": " << masking::jsonQuote(verdict.rule) << ", \"message\": " << masking::jsonQuote(verdict.message);
   o << "},\n  \"parsed\": " << (a->parsed ? "true" : "false");
-  if (!a->error.empty()) o << ",\n  \"error\": " << json(a->error);
+  if (!a->error.empty()) o << ",\n  \"error\": " << masking::jsonQuote(a->error);
   if (a->parsed) {
-    o << ",\n  \"fingerprint\": " << json(a->fingerprint()) << ",\n  \"normalized\": " << json(a->normalized());
+    o << ",\n  \"fingerprint\": " << masking::jsonQuote(a->fingerprint()) << ",\n  \"normalized\": " << masking::jsonQuote(a->normalized());
   }
   o << ",\n  \"statements\": [";
   for (std::size_t si = 0; si < a->statements.size(); ++si) {
     const auto& s = a->statements[si];
     auto plan = planFor(s, *policy, cls, *catalog);
-    o << (si ? "," : "") << "\n    {\"kind\": " << json(masking::statementKindName(s.kind));
-    if (!s.name.empty()) o << ", \"name\": " << json(s.name);
-    if (!s.parameter.empty()) o << ", \"parameter\": " << json(s.parameter);
+    o << (si ? "," : "") << "\n    {\"kind\": " << masking::jsonQuote(masking::statementKindName(s.kind));
+    if (!s.name.empty()) o << ", \"name\": " << masking::jsonQuote(s.name);
+    if (!s.parameter.empty()) o << ", \"parameter\": " << masking::jsonQuote(s.parameter);
     o << ",\n     \"outputs\": [";
     for (std::size_t i = 0; i < s.outputs.size(); ++i) {
       const auto& out = s.outputs[i];
-      o << (i ? "," : "") << "\n       {\"name\": " << json(out.name) << ", \"sources\": [";
+      o << (i ? "," : "") << "\n       {\"name\": " << masking::jsonQuote(out.name) << ", \"sources\": [";
       for (std::size_t u = 0; u < out.lineage.uses.size(); ++u) {
         const auto& use = out.lineage.uses[u];
         const auto* c = cls.classOf(use.column);
-        o << (u ? ", " : "") << "{\"column\": " << json(qualified(*catalog, use.column))
-          << ", \"derivation\": " << json(masking::derivationName(use.how));
-        if (c) o << ", \"class\": " << json(*c);
+        o << (u ? ", " : "") << "{\"column\": " << masking::jsonQuote(qualified(*catalog, use.column))
+          << ", \"derivation\": " << masking::jsonQuote(masking::derivationName(use.how));
+        if (c) o << ", \"class\": " << masking::jsonQuote(*c);
         o << "}";
       }
       o << "], \"unknown\": " << (out.lineage.unknown ? "true" : "false");
       bool masked = i < plan.fields.size() && plan.fields[i].mask && !policy->unmasked() && maskingOn;
-      o << ", \"masked_with\": " << (masked ? json(plan.fields[i].strategy.name()) : std::string("null")) << "}";
+      o << ", \"masked_with\": " << (masked ? masking::jsonQuote(plan.fields[i].strategy.name()) : std::string("null")) << "}";
     }
     o << "],\n     \"predicates\": [";
     for (std::size_t i = 0; i < s.predicateColumns.size(); ++i) {
-      o << (i ? ", " : "") << json(qualified(*catalog, s.predicateColumns[i]));
+      o << (i ? ", " : "") << masking::jsonQuote(qualified(*catalog, s.predicateColumns[i]));
     }
     o << "],\n     \"reads\": [";
     for (std::size_t i = 0; i < s.reads.size(); ++i) {
       const auto* r = catalog->byOid(s.reads[i].relOid);
-      o << (i ? ", " : "") << "{\"relation\": " << json(r ? r->schema + "." + r->name : "?")
+      o << (i ? ", " : "") << "{\"relation\": " << masking::jsonQuote(r ? r->schema + "." + r->name : "?")
         << ", \"filtered\": " << (s.reads[i].filtered ? "true" : "false") << "}";
     }
-    o << "],\n     \"flags\": " << json(masking::describeFlags(s));
+    o << "],\n     \"flags\": " << masking::jsonQuote(masking::describeFlags(s));
     if (s.hasLimit) o << ", \"limit\": " << (s.limit ? std::to_string(*s.limit) : std::string("null"));
     if (!s.notes.empty()) {
       o << ", \"notes\": [";
-      for (std::size_t i = 0; i < s.notes.size(); ++i) o << (i ? ", " : "") << json(s.notes[i]);
+      for (std::size_t i = 0; i < s.notes.size(); ++i) o << (i ? ", " : "") << masking::jsonQuote(s.notes[i]);
       o << "]";
     }
     o << "}";

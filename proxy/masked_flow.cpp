@@ -752,6 +752,33 @@ bool MaskedFlow::expectFront(Expect kind) {
   return false;
 }
 
+// COPY responses, the same in a simple query and in an Execute.
+bool MaskedFlow::onCopyMessage(const protocol::Message& m, const masking::StatementAnalysis* stmt, OutBatch& out) {
+  switch (m.type) {
+    case msg::kCopyOutResponse:
+      startCopy(m.payload, stmt);
+      out.ref(m.bytes);
+      return true;
+    case msg::kCopyData:
+      if (copying_) return forwardCopyData(m, out);
+      fatalCode_ = protocol::sqlstate::kProtocolViolation;
+      fatalMessage_ = "pgveil: COPY data outside of a COPY";
+      return false;
+    case msg::kCopyDone:
+      copying_ = false;
+      out.ref(m.bytes);
+      return true;
+    case msg::kCopyInResponse:
+      copyIn_ = true;
+      out.ref(m.bytes);
+      return true;
+    default:  // CopyBothResponse: replication
+      fatalCode_ = protocol::sqlstate::kInsufficientPrivilege;
+      fatalMessage_ = "pgveil: replication (COPY BOTH) is not allowed for masked roles";
+      return false;
+  }
+}
+
 void MaskedFlow::popUntilSync() {
   while (!expects_.empty() && expects_.front().kind != Expect::Sync) expects_.pop_front();
 }
@@ -839,26 +866,11 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
         }
         return forwardDataRow(m, simplePlan_, out);
       case msg::kCopyOutResponse:
-        startCopy(m.payload, stmt);
-        out.ref(m.bytes);
-        return true;
       case msg::kCopyData:
-        if (copying_) return forwardCopyData(m, out);
-        fatalCode_ = protocol::sqlstate::kProtocolViolation;
-        fatalMessage_ = "pgveil: COPY data outside of a COPY";
-        return false;
       case msg::kCopyDone:
-        copying_ = false;
-        out.ref(m.bytes);
-        return true;
       case msg::kCopyBothResponse:
-        fatalCode_ = protocol::sqlstate::kInsufficientPrivilege;
-        fatalMessage_ = "pgveil: replication (COPY BOTH) is not allowed for masked roles";
-        return false;
       case msg::kCopyInResponse:
-        copyIn_ = true;
-        out.ref(m.bytes);
-        return true;
+        return onCopyMessage(m, stmt, out);
       case msg::kCommandComplete:
       case msg::kEmptyQuery:
         resultAnalysis_ = front->analysis;
@@ -957,30 +969,15 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
       }
       return forwardDataRow(m, portal->plan, out);
     }
-    case msg::kCopyOutResponse: {
+    case msg::kCopyOutResponse:
+    case msg::kCopyData:
+    case msg::kCopyDone:
+    case msg::kCopyBothResponse:
+    case msg::kCopyInResponse: {
       const masking::StatementAnalysis* stmt = nullptr;
       if (front->kind == Expect::Execute && front->portalState) stmt = front->portalState->statement;
-      startCopy(m.payload, stmt);
-      out.ref(m.bytes);
-      return true;
+      return onCopyMessage(m, stmt, out);
     }
-    case msg::kCopyData:
-      if (copying_) return forwardCopyData(m, out);
-      fatalCode_ = protocol::sqlstate::kProtocolViolation;
-      fatalMessage_ = "pgveil: COPY data outside of a COPY";
-      return false;
-    case msg::kCopyDone:
-      copying_ = false;
-      out.ref(m.bytes);
-      return true;
-    case msg::kCopyBothResponse:
-      fatalCode_ = protocol::sqlstate::kInsufficientPrivilege;
-      fatalMessage_ = "pgveil: replication (COPY BOTH) is not allowed for masked roles";
-      return false;
-    case msg::kCopyInResponse:
-      copyIn_ = true;
-      out.ref(m.bytes);
-      return true;
     case msg::kCommandComplete:
     case msg::kPortalSuspended:
     case msg::kEmptyQuery:

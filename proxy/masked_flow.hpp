@@ -89,6 +89,7 @@ class MaskedFlow {
   void scrubError(const protocol::Message& m, OutBatch& out, const std::string* replacement);
   void startCopy(std::string_view payload, const masking::StatementAnalysis* stmt);
   bool forwardCopyData(const protocol::Message& m, OutBatch& out);
+  bool onCopyMessage(const protocol::Message& m, const masking::StatementAnalysis* stmt, OutBatch& out);
   void popUntilSync();
   void alert(const std::string& rule, const std::string& action, const masking::Analysis* a, std::uint64_t rows = 0,
              std::uint64_t bytes = 0);
