@@ -797,6 +797,13 @@ bool Session::scanServer(OutBatch& out) {
       continue;
     }
     if (flow_ ? flow_->serverNeedsWhole(h.type) : !serverMayStream(h.type)) {
+      // A message pgveil must hold whole is bounded like a client's: a broken or hostile
+      // upstream must not make one session allocate up to PostgreSQL's 1 GB limit.
+      if (h.total() > config_->connections.maxMessageSize) {
+        pendingFatal_ = encodeFatal(sqlstate::kProtocolViolation,
+                                    "pgveil: a message from the upstream server exceeds connections.max_message_size");
+        return false;
+      }
       serverWant_ = h.total();
       return true;
     }

@@ -610,6 +610,44 @@ TEST(UpstreamDownTest, UpstreamDropsMidSession) {
   close(lfd);
 }
 
+TEST(UpstreamDownTest, OversizedServerMessageEndsOnlyThatSession) {
+  // A fake upstream that completes trust authentication, then announces a 512 MB notice.
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  listen(lfd, 4);
+  socklen_t len = sizeof addr;
+  getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::jthread fake([lfd] {
+    int c = accept(lfd, nullptr, nullptr);
+    char buf[4096];
+    auto n = recv(c, buf, sizeof buf, 0);
+    (void)n;
+    std::string ok = std::string("R\0\0\0\x08\0\0\0\0", 9) + std::string("Z\0\0\0\x05I", 6);
+    send(c, ok.data(), ok.size(), MSG_NOSIGNAL);
+    n = recv(c, buf, sizeof buf, 0);  // the client's query
+    std::string huge = std::string("N\x20\0\0\0", 5) + std::string(1000, 'x');
+    send(c, huge.data(), huge.size(), MSG_NOSIGNAL);
+    n = recv(c, buf, sizeof buf, 0);  // until pgveil closes
+    close(c);
+  });
+  Proxy proxy("upstream:\n  host: 127.0.0.1\n  port: " + std::to_string(ntohs(addr.sin_port)) +
+                  "\n  tls: disable\nconnections:\n  max_message_size: 1MB\n",
+              false);
+  RawClient raw(proxy.port());
+  ASSERT_TRUE(raw.startupTrust("x", "y"));
+  raw.send(typed('Q', std::string("SELECT 1") + '\0'));
+  auto m = raw.readMessage();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->first, 'E');
+  EXPECT_EQ(errorField(m->second, 'C'), "08P01");
+  EXPECT_NE(errorField(m->second, 'M').find("max_message_size"), std::string::npos);
+  EXPECT_TRUE(raw.waitClosed());
+  close(lfd);
+}
+
 TEST(ConnectionLimitTest, TooManyClients) {
   Proxy proxy("connections:\n  max_clients: 2\n");
   auto a = connect(conninfo(proxy.port(), "admin"));
