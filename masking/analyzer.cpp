@@ -384,6 +384,11 @@ class Walker {
   void copyStatement(const Obj& body);
   void innerStatement(const El& node, StatementKind kind);
   void mergeFlags(const StatementAnalysis& nested);
+  // FROM (or UPDATE's FROM, DELETE's USING) items into the scope; base relations into reads.
+  void addFromItems(const Obj& body, const char* key, Scope& scope, std::vector<std::uint32_t>& reads, int depth);
+  // WHERE: its columns are conditions; a relation read counts as filtered when the WHERE (or a
+  // sub-query in it) uses one of its columns.
+  void whereAndReads(const Obj& body, const Scope& scope, const std::vector<std::uint32_t>& reads, int depth);
   SelectResult anyQuery(const El& node, const Scope* outer, int depth);
 
   SelectResult select(const Obj& sel, const Scope* outer, int depth, bool top);
@@ -920,14 +925,7 @@ SelectResult Walker::select(const Obj& sel, const Scope* outer, int depth, bool 
   Scope scope;
   scope.outer = outer;
   std::vector<std::uint32_t> levelReads;
-  if (auto from = getArray(sel, "fromClause")) {
-    for (auto item : *from) {
-      bool unknownShape = false;
-      auto cols = fromItem(item, scope, levelReads, depth + 1, unknownShape);
-      scope.items.push_back(std::move(cols));
-      scope.itemUnknown.push_back(unknownShape);
-    }
-  }
+  addFromItems(sel, "fromClause", scope, levelReads, depth + 1);
   if (auto targets = getArray(sel, "targetList")) {
     for (auto t : *targets) {
       std::string_view tt;
@@ -999,14 +997,7 @@ SelectResult Walker::select(const Obj& sel, const Scope* outer, int depth, bool 
       result.cols.push_back(std::move(col));
     }
   }
-  // WHERE: predicates, and which relations it restricts.
-  std::unordered_set<std::uint32_t> restricted;
-  if (auto where = get(sel, "whereClause")) {
-    restrictStack_.push_back(&restricted);
-    auto l = expr(*where, scope, depth + 1);
-    predicates(l);
-    restrictStack_.pop_back();
-  }
+  whereAndReads(sel, scope, levelReads, depth + 1);
   if (auto group = getArray(sel, "groupClause")) {
     for (auto g : *group) predicates(orderOrGroupItem(g, scope, result.cols, depth));
   }
@@ -1050,7 +1041,6 @@ SelectResult Walker::select(const Obj& sel, const Scope* outer, int depth, bool 
     out_.kind = StatementKind::Ddl;
     for (const auto& c : result.cols) out_.writtenValues.merge(c.lineage);
   }
-  for (auto oid : levelReads) addRead(oid, restricted.count(oid) > 0);
   ctes_.resize(cteMark);
   return result;
 }
@@ -1427,6 +1417,28 @@ void Walker::insertStatement(const Obj& body) {
   ctes_.resize(cteMark);
 }
 
+void Walker::addFromItems(const Obj& body, const char* key, Scope& scope, std::vector<std::uint32_t>& reads,
+                          int depth) {
+  auto items = getArray(body, key);
+  if (!items) return;
+  for (auto item : *items) {
+    bool unknownShape = false;
+    auto cols = fromItem(item, scope, reads, depth, unknownShape);
+    scope.items.push_back(std::move(cols));
+    scope.itemUnknown.push_back(unknownShape);
+  }
+}
+
+void Walker::whereAndReads(const Obj& body, const Scope& scope, const std::vector<std::uint32_t>& reads, int depth) {
+  std::unordered_set<std::uint32_t> restricted;
+  if (auto where = get(body, "whereClause")) {
+    restrictStack_.push_back(&restricted);
+    predicates(expr(*where, scope, depth));
+    restrictStack_.pop_back();
+  }
+  for (auto oid : reads) addRead(oid, restricted.count(oid) > 0);
+}
+
 void Walker::updateStatement(const Obj& body) {
   out_.kind = StatementKind::Update;
   std::size_t cteMark = ctes_.size();
@@ -1434,14 +1446,7 @@ void Walker::updateStatement(const Obj& body) {
   Scope scope;
   std::vector<std::uint32_t> reads;
   if (auto rel = getObject(body, "relation")) targetRelation(*rel, scope);
-  if (auto from = getArray(body, "fromClause")) {
-    for (auto item : *from) {
-      bool u = false;
-      auto cols = fromItem(item, scope, reads, 1, u);
-      scope.items.push_back(cols);
-      scope.itemUnknown.push_back(u);
-    }
-  }
+  addFromItems(body, "fromClause", scope, reads, 1);
   if (auto tl = getArray(body, "targetList")) {
     for (auto t : *tl) {
       std::string_view tt;
@@ -1452,13 +1457,7 @@ void Walker::updateStatement(const Obj& body) {
     }
   }
   if (!out_.writtenValues.uses.empty() || out_.writtenValues.unknown) out_.copiesOutOfReach = true;
-  std::unordered_set<std::uint32_t> restricted;
-  if (auto w = get(body, "whereClause")) {
-    auto l = expr(*w, scope, 1);
-    predicates(l);
-    for (const auto& u : l.uses) restricted.insert(u.column.relOid);
-  }
-  for (auto oid : reads) addRead(oid, restricted.count(oid) > 0);
+  whereAndReads(body, scope, reads, 1);
   returning(body, scope);
   ctes_.resize(cteMark);
 }
@@ -1470,21 +1469,8 @@ void Walker::deleteStatement(const Obj& body) {
   Scope scope;
   std::vector<std::uint32_t> reads;
   if (auto rel = getObject(body, "relation")) targetRelation(*rel, scope);
-  if (auto from = getArray(body, "usingClause")) {
-    for (auto item : *from) {
-      bool u = false;
-      auto cols = fromItem(item, scope, reads, 1, u);
-      scope.items.push_back(cols);
-      scope.itemUnknown.push_back(u);
-    }
-  }
-  std::unordered_set<std::uint32_t> restricted;
-  if (auto w = get(body, "whereClause")) {
-    auto l = expr(*w, scope, 1);
-    predicates(l);
-    for (const auto& u : l.uses) restricted.insert(u.column.relOid);
-  }
-  for (auto oid : reads) addRead(oid, restricted.count(oid) > 0);
+  addFromItems(body, "usingClause", scope, reads, 1);
+  whereAndReads(body, scope, reads, 1);
   returning(body, scope);
   ctes_.resize(cteMark);
 }

@@ -245,14 +245,18 @@ void MaskedFlow::refuse(OutBatch& out, char type, std::string_view statementName
   out.commitOwned(mark);
 }
 
+bool MaskedFlow::malformed(const char* what) {
+  fatalCode_ = protocol::sqlstate::kProtocolViolation;
+  fatalMessage_ = std::string("invalid ") + what + " message";
+  return false;
+}
+
 bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
   switch (m.type) {
     case msg::kQuery: {
       protocol::QueryMsg q;
       if (!protocol::decodeQuery(m.payload, q)) {
-        fatalCode_ = protocol::sqlstate::kProtocolViolation;
-        fatalMessage_ = "invalid Query message";
-        return false;
+        return malformed("Query");
       }
       refreshSnapshot();
       auto a = analyze(q.sql);
@@ -286,9 +290,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
     case msg::kParse: {
       protocol::ParseMsg p;
       if (!protocol::decodeParse(m.payload, p)) {
-        fatalCode_ = protocol::sqlstate::kProtocolViolation;
-        fatalMessage_ = "invalid Parse message";
-        return false;
+        return malformed("Parse");
       }
       refreshSnapshot();
       auto a = analyze(p.sql);
@@ -309,9 +311,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
     case msg::kBind: {
       protocol::BindMsg b;
       if (!protocol::decodeBind(m.payload, b)) {
-        fatalCode_ = protocol::sqlstate::kProtocolViolation;
-        fatalMessage_ = "invalid Bind message";
-        return false;
+        return malformed("Bind");
       }
       auto portal = std::make_shared<Portal>();
       auto it = statements_.find(std::string(b.statement));
@@ -327,9 +327,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
     case msg::kDescribe: {
       protocol::DescribeMsg d;
       if (!protocol::decodeDescribe(m.payload, d)) {
-        fatalCode_ = protocol::sqlstate::kProtocolViolation;
-        fatalMessage_ = "invalid Describe message";
-        return false;
+        return malformed("Describe");
       }
       if (d.target == 'S') {
         expects_.push_back({Expect::DescribeStatement, nullptr, std::string(d.name), false, {}, {}, {}});
@@ -345,9 +343,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
     case msg::kExecute: {
       protocol::ExecuteMsg e;
       if (!protocol::decodeExecute(m.payload, e)) {
-        fatalCode_ = protocol::sqlstate::kProtocolViolation;
-        fatalMessage_ = "invalid Execute message";
-        return false;
+        return malformed("Execute");
       }
       auto& portal = portals_[std::string(e.portal)];
       if (!portal) portal = std::make_shared<Portal>();
@@ -371,9 +367,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
     case msg::kClose: {
       protocol::CloseMsg c;
       if (!protocol::decodeClose(m.payload, c)) {
-        fatalCode_ = protocol::sqlstate::kProtocolViolation;
-        fatalMessage_ = "invalid Close message";
-        return false;
+        return malformed("Close");
       }
       if (c.target == 'S') {
         statements_.erase(std::string(c.name));

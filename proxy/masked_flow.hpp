@@ -81,6 +81,7 @@ class MaskedFlow {
   void trackStatement(const std::shared_ptr<const masking::Analysis>& a, const masking::StatementAnalysis& s);
   void rollbackToConfirmed();
   bool expectFront(Expect kind);
+  bool malformed(const char* what);
   const masking::StatementAnalysis* effective(const masking::StatementAnalysis* s) const;
   void refuse(OutBatch& out, char type, std::string_view statementName, const masking::Verdict& v,
               const masking::Analysis& a);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <fstream>
 #include <future>
 #include <regex>
@@ -555,6 +556,46 @@ TEST_F(HostileInputTest, GarbageAtEverySplitNeverCrashes) {
   }
 }
 
+// A fake upstream on loopback: completes trust authentication for one connection, reads the
+// client's first query, then runs `then` with the connected socket.
+class FakeUpstream {
+ public:
+  explicit FakeUpstream(std::function<void(int)> then) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    listen(fd_, 4);
+    socklen_t len = sizeof addr;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::jthread([this, then] {
+      int c = accept(fd_, nullptr, nullptr);
+      char buf[4096];
+      auto n = recv(c, buf, sizeof buf, 0);  // the startup packet
+      std::string ok = std::string("R\0\0\0\x08\0\0\0\0", 9) + std::string("Z\0\0\0\x05I", 6);
+      send(c, ok.data(), ok.size(), MSG_NOSIGNAL);
+      n = recv(c, buf, sizeof buf, 0);  // the client's query
+      (void)n;
+      then(c);
+      close(c);
+    });
+  }
+  ~FakeUpstream() {
+    thread_ = {};  // joins
+    close(fd_);
+  }
+  [[nodiscard]] std::string yaml(const std::string& extra = "") const {
+    return "upstream:\n  host: 127.0.0.1\n  port: " + std::to_string(port_) + "\n  tls: disable\n" + extra;
+  }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::jthread thread_;
+};
+
 TEST(UpstreamDownTest, ClientGetsConnectionFailure) {
   // A port with nothing listening: bind, read the port, close.
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -578,27 +619,9 @@ TEST(UpstreamDownTest, ClientGetsConnectionFailure) {
 }
 
 TEST(UpstreamDownTest, UpstreamDropsMidSession) {
-  // A fake upstream that completes trust authentication, then closes the connection.
-  int lfd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  listen(lfd, 4);
-  socklen_t len = sizeof addr;
-  getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::jthread fake([lfd] {
-    int c = accept(lfd, nullptr, nullptr);
-    char buf[4096];
-    auto n = recv(c, buf, sizeof buf, 0);
-    (void)n;
-    std::string ok = std::string("R\0\0\0\x08\0\0\0\0", 9) + std::string("Z\0\0\0\x05I", 6);
-    send(c, ok.data(), ok.size(), MSG_NOSIGNAL);
-    n = recv(c, buf, sizeof buf, 0);  // the client's query
-    close(c);
-  });
-  Proxy proxy("upstream:\n  host: 127.0.0.1\n  port: " + std::to_string(ntohs(addr.sin_port)) + "\n  tls: disable\n",
-              false);
+  // The upstream closes the connection right after the client's first query.
+  FakeUpstream fake([](int) {});
+  Proxy proxy(fake.yaml(), false);
   RawClient raw(proxy.port());
   ASSERT_TRUE(raw.startupTrust("x", "y"));
   raw.send(typed('Q', std::string("SELECT 1") + '\0'));
@@ -607,35 +630,17 @@ TEST(UpstreamDownTest, UpstreamDropsMidSession) {
   EXPECT_EQ(m->first, 'E');
   EXPECT_EQ(errorField(m->second, 'C'), "08006");
   EXPECT_TRUE(raw.waitClosed());
-  close(lfd);
 }
 
 TEST(UpstreamDownTest, OversizedServerMessageEndsOnlyThatSession) {
-  // A fake upstream that completes trust authentication, then announces a 512 MB notice.
-  int lfd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  listen(lfd, 4);
-  socklen_t len = sizeof addr;
-  getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::jthread fake([lfd] {
-    int c = accept(lfd, nullptr, nullptr);
-    char buf[4096];
-    auto n = recv(c, buf, sizeof buf, 0);
-    (void)n;
-    std::string ok = std::string("R\0\0\0\x08\0\0\0\0", 9) + std::string("Z\0\0\0\x05I", 6);
-    send(c, ok.data(), ok.size(), MSG_NOSIGNAL);
-    n = recv(c, buf, sizeof buf, 0);  // the client's query
+  // The upstream answers the query with a notice announced as 512 MB.
+  FakeUpstream fake([](int c) {
     std::string huge = std::string("N\x20\0\0\0", 5) + std::string(1000, 'x');
     send(c, huge.data(), huge.size(), MSG_NOSIGNAL);
-    n = recv(c, buf, sizeof buf, 0);  // until pgveil closes
-    close(c);
+    char buf[4096];
+    (void)recv(c, buf, sizeof buf, 0);  // until pgveil closes
   });
-  Proxy proxy("upstream:\n  host: 127.0.0.1\n  port: " + std::to_string(ntohs(addr.sin_port)) +
-                  "\n  tls: disable\nconnections:\n  max_message_size: 1MB\n",
-              false);
+  Proxy proxy(fake.yaml("connections:\n  max_message_size: 1MB\n"), false);
   RawClient raw(proxy.port());
   ASSERT_TRUE(raw.startupTrust("x", "y"));
   raw.send(typed('Q', std::string("SELECT 1") + '\0'));
@@ -645,7 +650,6 @@ TEST(UpstreamDownTest, OversizedServerMessageEndsOnlyThatSession) {
   EXPECT_EQ(errorField(m->second, 'C'), "08P01");
   EXPECT_NE(errorField(m->second, 'M').find("max_message_size"), std::string::npos);
   EXPECT_TRUE(raw.waitClosed());
-  close(lfd);
 }
 
 TEST(ConnectionLimitTest, TooManyClients) {

@@ -278,6 +278,7 @@ const Case kCases[] = {
   {.sql = "UPDATE patients SET phone = '1' WHERE id = 5", .kind = "update", .pred = "patients.id", .flags = ""},
   {.sql = "UPDATE appointments SET notes = p.email FROM patients p WHERE p.id = appointments.patient_id", .kind = "update", .pred = "appointments.patient_id,patients.id", .flags = "copies"},
   {.sql = "UPDATE appointments SET notes = (SELECT email FROM patients WHERE id = 1)", .kind = "update", .flags = "copies"},
+  {.sql = "UPDATE appointments a SET doctor = 'x' FROM invoices i WHERE EXISTS (SELECT 1 WHERE i.patient_id = a.patient_id)", .kind = "update", .reads = "invoices:f"},
   {.sql = "UPDATE patients SET phone = '0' WHERE id = 1 RETURNING email", .kind = "update", .out = "email=patients.email:d", .flags = "returning"},
   {.sql = "DELETE FROM appointments WHERE scheduled_at < now() RETURNING notes", .kind = "delete", .out = "notes=appointments.notes:d", .pred = "appointments.scheduled_at", .flags = "returning"},
   {.sql = "DELETE FROM invoices i USING patients p WHERE p.id = i.patient_id AND p.religion = 'x'", .kind = "delete", .pred = "invoices.patient_id,patients.id,patients.religion"},
