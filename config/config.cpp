@@ -180,6 +180,58 @@ UpstreamTls parseUpstreamTls(YamlMap& m, const std::string& key, UpstreamTls def
   m.fail(n, key, "expected one of disable, prefer, require, verify-ca, verify-full");
 }
 
+LimitsConfig readLimits(YamlMap& l) {
+  LimitsConfig out;
+  constexpr std::uint64_t kMax = 1ull << 50;
+  out.rowsPerQuery = l.uint("rows_per_query", 0, 0, kMax);
+  out.bytesPerQuery = l.size("bytes_per_query", 0, 0, kMax);
+  out.rowsPerSession = l.uint("rows_per_session", 0, 0, kMax);
+  out.bytesPerSession = l.size("bytes_per_session", 0, 0, kMax);
+  out.window = l.duration("window", out.window);
+  if (out.window.count() < 1000) l.fail(l.get("window"), "window", "must be at least 1s");
+  out.rowsPerWindow = l.uint("rows_per_window", 0, 0, kMax);
+  out.bytesPerWindow = l.size("bytes_per_window", 0, 0, kMax);
+  out.rowsPerWindowPerClient = l.uint("rows_per_window_per_client", 0, 0, kMax);
+  out.bytesPerWindowPerClient = l.size("bytes_per_window_per_client", 0, 0, kMax);
+  out.largePullRows = l.uint("large_pull_rows", 0, 0, kMax);
+  auto b = l.get("on_breach");
+  std::string mode = b && b.IsScalar() ? b.Scalar() : "error";
+  if (mode != "error" && mode != "truncate") l.fail(b, "on_breach", "expected error or truncate");
+  out.truncate = mode == "truncate";
+  l.finish();
+  return out;
+}
+
+RuleAction readAction(YamlMap& x, const char* key, const YAML::Node& n) {
+  if (!n) return RuleAction::Off;
+  auto v = n.IsScalar() ? n.Scalar() : std::string();
+  if (v == "block") return RuleAction::Block;
+  if (v == "alert") return RuleAction::Alert;
+  if (v == "monitor") return RuleAction::Monitor;
+  if (v == "off") return RuleAction::Off;
+  x.fail(n, key, "expected block, alert, monitor or off");
+}
+
+// http://host[:port]/path; https is not supported (alerts go to a local collector or sidecar).
+bool parseWebhookUrl(const std::string& url, WebhookConfig& w) {
+  const std::string scheme = "http://";
+  if (url.rfind(scheme, 0) != 0) return false;
+  auto rest = url.substr(scheme.size());
+  auto slash = rest.find('/');
+  auto hostPort = rest.substr(0, slash);
+  w.target = slash == std::string::npos ? "/" : rest.substr(slash);
+  Endpoint e;
+  if (parseEndpoint(hostPort, e)) {
+    w.host = e.host;
+    w.port = std::to_string(e.port);
+  } else {
+    if (hostPort.empty() || hostPort.find_first_of(":[]") != std::string::npos) return false;
+    w.host = hostPort;
+    w.port = "80";
+  }
+  return !w.host.empty();
+}
+
 Config parse(const YAML::Node& root, const std::string& path) {
   Config c;
   c.sourcePath = path;
@@ -345,6 +397,11 @@ Config parse(const YAML::Node& root, const std::string& path) {
             role.allowRules.insert(rule);
           }
         }
+        if (r.has("limits")) {
+          auto l = r.map("limits");
+          role.hasLimits = true;
+          role.limits = readLimits(l);
+        }
         auto trusted = r.get("trusted_functions");
         if (trusted) {
           if (!trusted.IsSequence()) r.fail(trusted, "trusted_functions", "expected a list of function names");
@@ -367,20 +424,28 @@ Config parse(const YAML::Node& root, const std::string& path) {
     std::string mode = modeNode && modeNode.IsScalar() ? modeNode.Scalar() : "enforce";
     if (mode != "enforce" && mode != "monitor") x.fail(modeNode, "mode", "expected enforce or monitor");
     c.exfiltration.monitorOnly = mode == "monitor";
-    auto action = [&](const char* key) {
-      auto n = x.get(key);
-      if (!n) return RuleAction::Off;
-      auto v = n.IsScalar() ? n.Scalar() : std::string();
-      if (v == "block") return RuleAction::Block;
-      if (v == "alert") return RuleAction::Alert;
-      if (v == "monitor") return RuleAction::Monitor;
-      if (v == "off") return RuleAction::Off;
-      x.fail(n, key, "expected block, alert, monitor or off");
-    };
+    auto action = [&](const char* key) { return readAction(x, key, x.get(key)); };
     c.exfiltration.unboundedRead = action("unbounded_read");
     c.exfiltration.selectStar = action("select_star");
     c.exfiltration.copyTo = action("copy_to");
     c.exfiltration.maxLimit = static_cast<std::int64_t>(x.uint("max_limit", 1000, 1, 1ull << 40));
+    if (x.has("enumeration")) {
+      auto e = x.map("enumeration");
+      c.exfiltration.enumeration = readAction(e, "action", e.get("action"));
+      c.exfiltration.enumerationMaxQueries =
+          static_cast<std::uint32_t>(e.uint("max_queries", c.exfiltration.enumerationMaxQueries, 1, 1'000'000));
+      c.exfiltration.enumerationWindow = e.duration("window", c.exfiltration.enumerationWindow);
+      if (c.exfiltration.enumerationWindow.count() < 1000) e.fail(e.get("window"), "window", "must be at least 1s");
+      e.finish();
+    }
+    if (x.has("distinct_rows")) {
+      auto d = x.map("distinct_rows");
+      c.exfiltration.distinctRows = readAction(d, "action", d.get("action"));
+      c.exfiltration.distinctRowsMax = d.uint("max_rows", c.exfiltration.distinctRowsMax, 1, 1ull << 40);
+      c.exfiltration.distinctRowsWindow = d.duration("window", c.exfiltration.distinctRowsWindow);
+      if (c.exfiltration.distinctRowsWindow.count() < 1000) d.fail(d.get("window"), "window", "must be at least 1s");
+      d.finish();
+    }
     auto ex = x.get("exempt");
     if (ex) {
       if (!ex.IsSequence()) x.fail(ex, "exempt", "expected a list of roles");
@@ -399,7 +464,51 @@ Config parse(const YAML::Node& root, const std::string& path) {
     c.alerts.auditFileCount = static_cast<std::uint32_t>(a.uint("audit_file_count", c.alerts.auditFileCount, 1, 1000));
     c.alerts.largePullRows = a.uint("large_pull_rows", 0, 0, 1ull << 40);
     c.alerts.maxPerSecond = static_cast<std::uint32_t>(a.uint("max_per_second", c.alerts.maxPerSecond, 1, 1'000'000));
+    if (a.has("webhook")) {
+      auto w = a.map("webhook");
+      auto urlNode = w.get("url");
+      c.alerts.webhook.url = urlNode && urlNode.IsScalar() ? urlNode.Scalar() : "";
+      if (!parseWebhookUrl(c.alerts.webhook.url, c.alerts.webhook)) {
+        w.fail(urlNode, "url", "expected http://host[:port]/path");
+      }
+      c.alerts.webhook.queueSize = static_cast<std::uint32_t>(w.uint("queue_size", c.alerts.webhook.queueSize, 1, 1'000'000));
+      c.alerts.webhook.retries = static_cast<std::uint32_t>(w.uint("retries", c.alerts.webhook.retries, 0, 100));
+      c.alerts.webhook.timeout = w.duration("timeout", c.alerts.webhook.timeout);
+      if (c.alerts.webhook.timeout.count() < 10) w.fail(w.get("timeout"), "timeout", "must be at least 10ms");
+      c.alerts.webhook.backoff = w.duration("backoff", c.alerts.webhook.backoff);
+      w.finish();
+    }
     a.finish();
+  }
+  {
+    auto k = top.map("canaries");
+    auto values = k.get("values");
+    if (values) {
+      if (!values.IsSequence()) k.fail(values, "values", "expected a list of strings");
+      for (const auto& v : values) {
+        if (!v.IsScalar() || v.Scalar().size() < 6) {
+          failAt(path, v.Mark(), "canaries.values: each canary must be a string of at least 6 characters");
+        }
+        c.canaries.values.push_back(v.Scalar());
+      }
+    }
+    c.canaries.lockout = k.duration("lockout", c.canaries.lockout);
+    auto ex = k.get("exempt");
+    if (ex) {
+      if (!ex.IsSequence()) k.fail(ex, "exempt", "expected a list of roles");
+      for (const auto& r : ex) {
+        auto role = r.as<std::string>();
+        if (!c.masking.roles.count(role)) failAt(path, r.Mark(), "canaries.exempt: role '" + role + "' is not defined in roles");
+        c.canaries.exempt.insert(role);
+      }
+    }
+    k.finish();
+  }
+  {
+    auto modeNode = top.get("mode");
+    std::string mode = modeNode && modeNode.IsScalar() ? modeNode.Scalar() : "enforce";
+    if (mode != "enforce" && mode != "monitor") top.fail(modeNode, "mode", "expected enforce or monitor");
+    c.monitor = mode == "monitor";
   }
   {
     auto id = top.map("identity");
@@ -454,6 +563,15 @@ Config loadConfigText(const std::string& text, const std::string& path) {
   } catch (const YAML::Exception& e) {
     failAt(path, e.mark, e.msg);
   }
+}
+
+const LimitsConfig& limitsFor(const Config& c, const std::string& policyRole) {
+  static const LimitsConfig kNone;
+  auto it = c.masking.roles.find(policyRole);
+  if (it != c.masking.roles.end() && it->second.hasLimits) return it->second.limits;
+  auto def = c.masking.roles.find("default");
+  if (def != c.masking.roles.end() && def->second.hasLimits) return def->second.limits;
+  return kNone;
 }
 
 Config loadConfigFile(const std::string& path) {

@@ -88,6 +88,29 @@ inline constexpr const char* kGateRules[] = {
 
 enum class RuleAction { Off, Monitor, Alert, Block };
 
+// Blast-radius limits of one role (0: no limit). Rows and bytes count what the server returns
+// (DataRow and COPY data messages, whole message size).
+struct LimitsConfig {
+  std::uint64_t rowsPerQuery = 0;
+  std::uint64_t bytesPerQuery = 0;
+  std::uint64_t rowsPerSession = 0;
+  std::uint64_t bytesPerSession = 0;
+  std::chrono::milliseconds window{60000};     // the sliding window of the *_per_window limits
+  std::uint64_t rowsPerWindow = 0;             // all sessions of the role together
+  std::uint64_t bytesPerWindow = 0;
+  std::uint64_t rowsPerWindowPerClient = 0;    // the role's sessions from one client address
+  std::uint64_t bytesPerWindowPerClient = 0;
+  bool truncate = false;                       // on_breach: truncate (else error)
+  std::uint64_t largePullRows = 0;             // alert (without blocking) past this many rows in one result
+  [[nodiscard]] bool any() const {
+    return rowsPerQuery || bytesPerQuery || rowsPerSession || bytesPerSession || rowsPerWindow || bytesPerWindow ||
+           rowsPerWindowPerClient || bytesPerWindowPerClient;
+  }
+  [[nodiscard]] bool windowed() const {
+    return rowsPerWindow || bytesPerWindow || rowsPerWindowPerClient || bytesPerWindowPerClient;
+  }
+};
+
 // Pre-execution rules against bulk reads of relations holding classified columns.
 struct ExfiltrationConfig {
   bool monitorOnly = false;           // mode: monitor: every block becomes an alert
@@ -96,6 +119,37 @@ struct ExfiltrationConfig {
   RuleAction selectStar = RuleAction::Off;
   RuleAction copyTo = RuleAction::Off;
   std::int64_t maxLimit = 1000;       // a LIMIT above this counts as unbounded
+  // The same fingerprint reading a classified relation with more than maxQueries different
+  // texts (or parameter values) within the window: paging by OFFSET or by id ranges.
+  RuleAction enumeration = RuleAction::Off;
+  std::uint32_t enumerationMaxQueries = 50;
+  std::chrono::milliseconds enumerationWindow{60000};
+  // Distinct rows of classified relations a role received within the window (estimated).
+  RuleAction distinctRows = RuleAction::Off;
+  std::uint64_t distinctRowsMax = 10000;
+  std::chrono::milliseconds distinctRowsWindow{3600000};
+  [[nodiscard]] bool any() const {
+    return unboundedRead != RuleAction::Off || selectStar != RuleAction::Off || copyTo != RuleAction::Off ||
+           enumeration != RuleAction::Off || distinctRows != RuleAction::Off;
+  }
+};
+
+// Honeytokens: values planted in the data that nobody legitimate reads.
+struct CanaryConfig {
+  std::vector<std::string> values;
+  std::chrono::milliseconds lockout{0};  // refuse the role new sessions this long after a hit (0: no)
+  std::set<std::string> exempt;          // policy roles not checked
+};
+
+struct WebhookConfig {
+  std::string url;  // http://host:port/path (empty: no webhook)
+  std::string host;
+  std::string port;
+  std::string target;
+  std::uint32_t queueSize = 1000;
+  std::uint32_t retries = 3;
+  std::chrono::milliseconds timeout{2000};
+  std::chrono::milliseconds backoff{200};  // first retry; doubled each time
 };
 
 struct AlertsConfig {
@@ -104,6 +158,7 @@ struct AlertsConfig {
   std::uint32_t auditFileCount = 5;
   std::uint64_t largePullRows = 0;    // alert when one result has more rows (0: off)
   std::uint32_t maxPerSecond = 20;    // per rule and role; more are counted as suppressed
+  WebhookConfig webhook;
 };
 
 struct RolePolicyConfig {
@@ -114,6 +169,8 @@ struct RolePolicyConfig {
   bool allowSqlUse = false;                   // use_in_sql: allow (refuse is the default)
   std::set<std::string> allowRules;           // gate rules this role may bypass
   std::set<std::string> trustedFunctions;     // user-defined functions the role may call
+  bool hasLimits = false;                      // `limits:` given (else the default role's apply)
+  LimitsConfig limits;
   int line = 0;
 };
 
@@ -141,13 +198,18 @@ struct Config {
   AnalyzerConfig analyzer;
   CatalogConfig catalog;
   MaskingConfig masking;
+  bool monitor = false;  // top-level mode: monitor: no block, breach or canary ends anything; alerts say what would have
   ExfiltrationConfig exfiltration;
+  CanaryConfig canaries;
   AlertsConfig alerts;
   LogConfig log;
 };
 
 // Loads and validates a YAML file. Throws ConfigError with "file:line:column: message".
 [[nodiscard]] Config loadConfigFile(const std::string& path);
+
+// The limits that apply to a policy role: its own `limits:`, else the default role's.
+[[nodiscard]] const LimitsConfig& limitsFor(const Config& c, const std::string& policyRole);
 // Same, from text (path is used in messages only).
 [[nodiscard]] Config loadConfigText(const std::string& text, const std::string& path);
 
