@@ -2,6 +2,7 @@
 
 #include <re2/re2.h>
 #include <re2/set.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <bit>
@@ -17,6 +18,8 @@ std::int64_t slotOf(Clock::time_point now, std::chrono::milliseconds width) {
 }
 
 }  // namespace
+
+std::uint64_t hash64(std::string_view data) { return XXH3_64bits(data.data(), data.size()); }
 
 SlidingWindows::Totals SlidingWindows::add(const std::string& key, std::chrono::milliseconds window, std::uint64_t rows,
                                            std::uint64_t bytes, Clock::time_point now) {

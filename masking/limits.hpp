@@ -22,6 +22,9 @@ namespace pgveil::masking {
 
 using Clock = std::chrono::steady_clock;
 
+// XXH3 of a byte string (row identities, query-text variants).
+[[nodiscard]] std::uint64_t hash64(std::string_view data);
+
 // Rows and bytes per key over a sliding window, kept as 60 sub-buckets of window/60 each
 // (the window slides in steps of one sub-bucket).
 class SlidingWindows {

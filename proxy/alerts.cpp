@@ -8,6 +8,7 @@
 
 #include "masking/json_text.hpp"
 #include "proxy/logging.hpp"
+#include "proxy/webhook.hpp"
 
 namespace pgveil::proxy {
 
@@ -17,6 +18,12 @@ Alerts::Alerts(const config::AlertsConfig& cfg) : cfg_(cfg) {
     audit_->set_pattern("%v");
     audit_->flush_on(spdlog::level::info);
   }
+  if (!cfg_.webhook.url.empty()) webhook_ = std::make_unique<Webhook>(cfg_.webhook);
+}
+
+void Alerts::setLimits(std::uint32_t maxPerSecond) {
+  std::lock_guard lock(mutex_);
+  cfg_.maxPerSecond = maxPerSecond;
 }
 
 Alerts::~Alerts() {
@@ -24,7 +31,7 @@ Alerts::~Alerts() {
 }
 
 std::string Alerts::toJson(const AlertEvent& e, const std::string& time) {
-  std::string j = "{\"time\":" + masking::jsonQuote(time) + ",\"rule\":" + masking::jsonQuote(e.rule) + ",\"action\":" +
+  std::string j = "{\"time\":" + masking::jsonQuote(time) + ",\"severity\":" + masking::jsonQuote(e.severity) + ",\"rule\":" + masking::jsonQuote(e.rule) + ",\"action\":" +
                   masking::jsonQuote(e.action) + ",\"role\":" + masking::jsonQuote(e.policyRole) + ",\"user\":" + masking::jsonQuote(e.user) +
                   ",\"database\":" + masking::jsonQuote(e.database) + ",\"application_name\":" + masking::jsonQuote(e.applicationName) +
                   ",\"client\":" + masking::jsonQuote(e.client) + ",\"session_id\":" + std::to_string(e.sessionId) +
@@ -42,7 +49,8 @@ void Alerts::emit(const AlertEvent& e) {
     ++counts_[{e.rule, e.action}];
     auto& w = window_[{e.rule, e.policyRole}];
     if (w.first != second) w = {second, 0};
-    if (++w.second > cfg_.maxPerSecond) {
+    // Canaries are never rate-limited: each hit matters.
+    if (++w.second > cfg_.maxPerSecond && e.severity != "critical") {
       ++suppressed_;
       return;
     }
@@ -56,7 +64,9 @@ void Alerts::emit(const AlertEvent& e) {
                 tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(ms));
   auto json = toJson(e, buf);
   if (audit_) audit_->info(json);
-  spdlog::warn("alert {}", json);
+  if (webhook_) webhook_->post(json);
+  if (e.severity == "critical") spdlog::critical("alert {}", json);
+  else spdlog::warn("alert {}", json);
 }
 
 std::string Alerts::metrics() const {
@@ -68,6 +78,14 @@ std::string Alerts::metrics() const {
   }
   out += "# HELP pgveil_alerts_suppressed_total Alerts over the per-rule rate limit.\n# TYPE pgveil_alerts_suppressed_total counter\n";
   out += "pgveil_alerts_suppressed_total " + std::to_string(suppressed_) + "\n";
+  if (webhook_) {
+    out += "# HELP pgveil_webhook_alerts_total Alerts by webhook delivery outcome (dropped: queue full; failed: retries exhausted).\n"
+           "# TYPE pgveil_webhook_alerts_total counter\n";
+    out += "pgveil_webhook_alerts_total{outcome=\"sent\"} " + std::to_string(webhook_->sent()) + "\n";
+    out += "pgveil_webhook_alerts_total{outcome=\"dropped\"} " + std::to_string(webhook_->dropped()) + "\n";
+    out += "pgveil_webhook_alerts_total{outcome=\"failed\"} " + std::to_string(webhook_->failed()) + "\n";
+    out += "pgveil_webhook_alerts_total{outcome=\"retried\"} " + std::to_string(webhook_->retried()) + "\n";
+  }
   return out;
 }
 

@@ -19,7 +19,10 @@ class logger;
 
 namespace pgveil::proxy {
 
+class Webhook;
+
 struct AlertEvent {
+  std::string severity = "warning";  // critical for canaries
   std::string rule;    // e.g. refused.classified_in_predicate, exfiltration.unbounded_read, large_pull
   std::string action;  // blocked, alerted, monitored (would have been blocked)
   std::string policyRole;
@@ -40,6 +43,8 @@ class Alerts {
   explicit Alerts(const config::AlertsConfig& cfg);
   ~Alerts();
   void emit(const AlertEvent& e);
+  // Alert thresholds and rate limits from a reloaded configuration (the sinks stay).
+  void setLimits(std::uint32_t maxPerSecond);
   // Prometheus lines: pgveil_alerts_total{rule,action} and pgveil_alerts_suppressed_total.
   [[nodiscard]] std::string metrics() const;
   [[nodiscard]] static std::string toJson(const AlertEvent& e, const std::string& time);
@@ -47,6 +52,7 @@ class Alerts {
  private:
   config::AlertsConfig cfg_;
   std::shared_ptr<spdlog::logger> audit_;
+  std::unique_ptr<Webhook> webhook_;
   mutable std::mutex mutex_;
   std::map<std::pair<std::string, std::string>, std::uint64_t> counts_;  // (rule, action)
   std::map<std::pair<std::string, std::string>, std::pair<std::int64_t, std::uint32_t>> window_;  // (rule, role) -> (second, n)

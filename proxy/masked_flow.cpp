@@ -32,15 +32,39 @@ std::string encodeErrorMessage(const std::string& message, const std::string& ru
 
 }  // namespace
 
-MaskedFlow::MaskedFlow(SharedState& shared, Worker& worker, std::shared_ptr<const masking::Policy> policy,
-                       std::shared_ptr<const masking::Catalog> catalog, SessionIdentity identity)
+MaskedFlow::MaskedFlow(SharedState& shared, Worker& worker, std::shared_ptr<const Rules> rules,
+                       std::shared_ptr<const masking::Policy> policy, std::shared_ptr<const masking::Catalog> catalog,
+                       SessionIdentity identity)
     : shared_(shared),
       worker_(worker),
+      rules_(std::move(rules)),
       policy_(std::move(policy)),
       catalog_(std::move(catalog)),
       identity_(std::move(identity)) {
-  classification_ = shared_.classificationFor(catalog_);
+  applyRules();
   contextKey_ = masking::AnalysisCache::contextKey(catalog_->generation(), searchPathKey_);
+}
+
+// Derives what this session checks from the current rules and policy.
+void MaskedFlow::applyRules() {
+  masked_ = !policy_->unmasked();
+  const auto& cfg = *rules_->config;
+  limits_ = &config::limitsFor(cfg, policy_->role());
+  counters_ = &shared_.countersFor(policy_->role());
+  canaries_ = rules_->canaries && !cfg.canaries.exempt.count(policy_->role()) ? rules_->canaries.get() : nullptr;
+  exempt_ = rules_->exfiltrationExempt(policy_->role(), identity_.user);
+  distinctOn_ = !exempt_ && cfg.exfiltration.distinctRows != config::RuleAction::Off;
+  classification_ = shared_.classificationFor(*rules_, catalog_);
+  windowKey_ = policy_->role();
+  // Per client address: the host part only (a client opens many connections from many ports).
+  auto host = identity_.clientAddr;
+  auto colon = host.rfind(':');
+  if (colon != std::string::npos) host.resize(colon);
+  clientWindowKey_ = policy_->role() + "\n" + host;
+}
+
+bool MaskedFlow::monitorMode() const {
+  return rules_->config->monitor || policy_->monitor();
 }
 
 bool MaskedFlow::clientNeedsWhole(char type) const {
@@ -49,6 +73,10 @@ bool MaskedFlow::clientNeedsWhole(char type) const {
 }
 
 bool MaskedFlow::serverNeedsWhole(char type) const {
+  // Rows are counted, searched for canaries or dropped after a breach: seen whole.
+  if ((type == msg::kDataRow || type == msg::kCopyData) && (limits_->any() || canaries_ || discardUntilReady_ || distinctOn_)) {
+    return true;
+  }
   if (type == msg::kDataRow) {
     if (!expects_.empty() && expects_.front().kind == Expect::Execute) {
       const auto& p = expects_.front().portalState;
@@ -61,12 +89,17 @@ bool MaskedFlow::serverNeedsWhole(char type) const {
 }
 
 void MaskedFlow::refreshSnapshot() {
-  // Sessions pick up a newer catalog snapshot between statements.
+  // Sessions pick up a newer catalog snapshot and newer rules (SIGHUP) between statements.
   auto current = shared_.catalogs->current(identity_.database);
   if (current && current != catalog_) {
     catalog_ = current;
-    classification_ = shared_.classificationFor(catalog_);
+    classification_ = shared_.classificationFor(*rules_, catalog_);
     contextKey_ = masking::AnalysisCache::contextKey(catalog_->generation(), searchPathKey_);
+  }
+  if (shared_.rulesGeneration.load(std::memory_order_acquire) != rules_->generation) {
+    rules_ = shared_.rules();
+    policy_ = rules_->policies->forRole(identity_.user, catalog_.get(), identity_.certificateCn);
+    applyRules();
   }
 }
 
@@ -168,6 +201,11 @@ void MaskedFlow::alert(const std::string& rule, const std::string& action, const
                        std::uint64_t rows, std::uint64_t bytes) {
   if (!shared_.alerts) return;
   AlertEvent e;
+  e.severity = rule == "canary" ? "critical" : "warning";
+  if (rows && resultStart_ != std::chrono::steady_clock::time_point{}) {
+    e.durationMs =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - resultStart_).count();
+  }
   e.rule = rule;
   e.action = action;
   e.policyRole = policy_->role();
@@ -185,43 +223,217 @@ void MaskedFlow::alert(const std::string& rule, const std::string& action, const
   shared_.alerts->emit(e);
 }
 
-bool MaskedFlow::exfiltrationBlocks(const masking::Analysis& a, masking::Verdict& verdict) {
-  const auto& cfg = shared_.config->exfiltration;
-  if (cfg.exempt.count(policy_->role()) || cfg.exempt.count(identity_.user)) return false;
+bool MaskedFlow::readsClassified(const masking::StatementAnalysis* s) const {
+  if (!s) return false;
+  for (const auto& r : s->reads) {
+    if (classification_->relationClassified(r.relOid)) return true;
+  }
+  return s->inner && readsClassified(s->inner.get());
+}
+
+void MaskedFlow::recordEnumeration(const masking::Analysis& a, std::string_view text,
+                                   std::vector<masking::ExfiltrationFinding>& findings) {
+  const auto& cfg = rules_->config->exfiltration;
+  if (!a.parsed) return;
+  auto n = shared_.enumeration.record(policy_->role() + "\n" + a.fingerprint(), masking::hash64(text),
+                                      cfg.enumerationWindow, cfg.enumerationMaxQueries, std::chrono::steady_clock::now());
+  if (n > cfg.enumerationMaxQueries) {
+    findings.push_back({"enumeration", cfg.enumeration,
+                        "the same query shape ran with more than " + std::to_string(cfg.enumerationMaxQueries) +
+                            " different constants within " +
+                            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(cfg.enumerationWindow).count()) +
+                            " s"});
+  }
+}
+
+bool MaskedFlow::exfiltrationBlocks(const masking::Analysis& a, std::string_view text, masking::Verdict& verdict) {
+  const auto& cfg = rules_->config->exfiltration;
+  if (exempt_ || !cfg.any()) return false;
   auto findings = masking::checkExfiltration(a, cfg, *classification_, *catalog_);
-  bool monitor = cfg.monitorOnly || policy_->monitor();
+  bool classified = false;
+  for (const auto& st : a.statements) classified = classified || readsClassified(&st);
+  if (classified && cfg.enumeration != config::RuleAction::Off) recordEnumeration(a, text, findings);
+  if (classified && distinctOn_) {
+    auto est = shared_.distinctRows.estimate(windowKey_, cfg.distinctRowsWindow, std::chrono::steady_clock::now());
+    if (est > static_cast<double>(cfg.distinctRowsMax)) {
+      findings.push_back({"distinct_rows", cfg.distinctRows,
+                          "this role received about " + std::to_string(static_cast<std::uint64_t>(est)) +
+                              " distinct rows of classified relations within the window (limit " +
+                              std::to_string(cfg.distinctRowsMax) + ")"});
+    }
+  }
+  bool monitor = cfg.monitorOnly || monitorMode();
   for (const auto& f : findings) {
     if (f.action == config::RuleAction::Block && !monitor) {
-      verdict = {false, "exfiltration." + f.rule,
-                 "pgveil: blocked by exfiltration rule " + f.rule + ": " + f.detail};
+      verdict = {false, "exfiltration." + f.rule, "pgveil: blocked by exfiltration rule " + f.rule + ": " + f.detail};
+      counters_->queriesBlocked.fetch_add(1, std::memory_order_relaxed);
       return true;
     }
-    alert("exfiltration." + f.rule,
-          f.action == config::RuleAction::Block ? "monitored" : (f.action == config::RuleAction::Monitor ? "monitored" : "alerted"),
-          &a);
+    if (f.action == config::RuleAction::Block) counters_->queriesMonitored.fetch_add(1, std::memory_order_relaxed);
+    alert("exfiltration." + f.rule, f.action == config::RuleAction::Alert ? "alerted" : "monitored", &a);
   }
   return false;
 }
 
-void MaskedFlow::countRow(std::size_t bytes) {
-  ++resultRows_;
-  resultBytes_ += bytes;
-  if (identity_.info) identity_.info->rows.fetch_add(1, std::memory_order_relaxed);
-  shared_.rowsForwarded.fetch_add(1, std::memory_order_relaxed);
+void MaskedFlow::countVerdict(const masking::Verdict& v) {
+  if (v.allowed) counters_->queriesAllowed.fetch_add(1, std::memory_order_relaxed);
+  else if (v.rule.rfind("exfiltration.", 0) != 0) counters_->queriesRefused.fetch_add(1, std::memory_order_relaxed);
+}
+
+void MaskedFlow::flushWindow() {
+  auto now = std::chrono::steady_clock::now();
+  if (limits_->rowsPerWindow || limits_->bytesPerWindow) {
+    roleWindow_ = shared_.windows.add(windowKey_, limits_->window, pendingRows_, pendingBytes_, now);
+  }
+  if (limits_->rowsPerWindowPerClient || limits_->bytesPerWindowPerClient) {
+    clientWindow_ = shared_.windows.add(clientWindowKey_, limits_->window, pendingRows_, pendingBytes_, now);
+  }
+  pendingRows_ = 0;
+  pendingBytes_ = 0;
+}
+
+void MaskedFlow::flushDistinct() {
+  if (!distinct_ || !distinctPending_) return;
+  const auto& cfg = rules_->config->exfiltration;
+  auto est = shared_.distinctRows.add(windowKey_, cfg.distinctRowsWindow, *distinct_, std::chrono::steady_clock::now());
+  distinct_->clear();
+  distinctPending_ = 0;
+  bool over = est > static_cast<double>(cfg.distinctRowsMax);
+  if (over && !distinctAlerted_) {
+    alert("exfiltration.distinct_rows", cfg.distinctRows == config::RuleAction::Alert ? "alerted" : "monitored",
+          resultAnalysis_.get(), static_cast<std::uint64_t>(est), 0);
+  }
+  distinctAlerted_ = over;
+}
+
+// Accounts one row of the current result: canaries, limits, distinct rows.
+MaskedFlow::Admit MaskedFlow::admitRow(std::string_view payload, std::size_t bytes, OutBatch& out) {
+  auto& c = *current_;
+  if (canaries_ && canaries_->find(payload) >= 0) {
+    bool monitor = monitorMode();
+    alert("canary", monitor ? "monitored" : "terminated", resultAnalysis_.get(), c.rows + 1, c.bytes + bytes);
+    if (!monitor) {
+      auto lockout = rules_->config->canaries.lockout;
+      if (lockout.count() > 0) {
+        std::lock_guard lock(shared_.lockoutMutex);
+        shared_.lockouts[policy_->role()] = std::chrono::steady_clock::now() + lockout;
+      }
+      spdlog::error("session {} ended: a canary value appeared in a result for user \"{}\" (role policy {})",
+                    identity_.sessionId, logSafe(identity_.user), policy_->role());
+      fatalCode_ = protocol::sqlstate::kAdminShutdown;
+      fatalMessage_ = "terminating connection due to administrator command: pgveil detected a planted canary value in "
+                      "this session's results";
+      return Admit::Fatal;
+    }
+  }
+  if (c.truncated) return Admit::Drop;
+  ++c.rows;
+  c.bytes += bytes;
+  if (distinctOn_ && currentClassified_) {
+    if (!distinct_) distinct_ = std::make_unique<masking::DistinctSketch>();
+    distinct_->add(masking::hash64(payload));
+    if (++distinctPending_ >= 4096) flushDistinct();
+  }
+  const auto& l = *limits_;
+  if (!l.any()) {
+    ++c.forwarded;
+    return Admit::Forward;
+  }
+  ++sessionRows_;
+  sessionBytes_ += bytes;
+  ++pendingRows_;
+  pendingBytes_ += bytes;
+  if (l.windowed() && pendingRows_ >= 64) flushWindow();
+  const char* breached = nullptr;
+  std::uint64_t limit = 0;
+  auto over = [&](const char* name, std::uint64_t max, std::uint64_t value) {
+    if (!breached && max && value > max) {
+      breached = name;
+      limit = max;
+    }
+  };
+  over("rows_per_query", l.rowsPerQuery, c.rows);
+  over("bytes_per_query", l.bytesPerQuery, c.bytes);
+  over("rows_per_session", l.rowsPerSession, sessionRows_);
+  over("bytes_per_session", l.bytesPerSession, sessionBytes_);
+  over("rows_per_window", l.rowsPerWindow, roleWindow_.rows + pendingRows_);
+  over("bytes_per_window", l.bytesPerWindow, roleWindow_.bytes + pendingBytes_);
+  over("rows_per_window_per_client", l.rowsPerWindowPerClient, clientWindow_.rows + pendingRows_);
+  over("bytes_per_window_per_client", l.bytesPerWindowPerClient, clientWindow_.bytes + pendingBytes_);
+  if (!breached) {
+    ++c.forwarded;
+    return Admit::Forward;
+  }
+  std::string rule = std::string("limit.") + breached;
+  if (monitorMode()) {
+    if (!c.alerted) {
+      c.alerted = true;
+      alert(rule, "monitored", resultAnalysis_.get(), c.rows, c.bytes);
+    }
+    ++c.forwarded;
+    return Admit::Forward;
+  }
+  counters_->breaches.fetch_add(1, std::memory_order_relaxed);
+  auto what = std::string(breached) + " (" + std::to_string(limit) + ")";
+  // A cut COPY stream looks complete to its reader: COPY always gets the error.
+  if (l.truncate && !copying_) {
+    c.truncated = true;
+    c.limit = what;
+    alert(rule, "truncated", resultAnalysis_.get(), c.rows, c.bytes);
+    return Admit::Drop;
+  }
+  alert(rule, "blocked", resultAnalysis_.get(), c.rows, c.bytes);
+  spdlog::warn("session {} breached limit {} (role policy {}): result cut off after {} rows, query cancelled",
+               identity_.sessionId, what, policy_->role(), c.forwarded);
+  auto mark = out.owned().size();
+  protocol::appendErrorResponse(out.owned(),
+                                {.severity = "ERROR", .sqlstate = protocol::sqlstate::kProgramLimitExceeded,
+                                 .message = "pgveil: limit " + what + " exceeded for role " + policy_->role() +
+                                            "; the rest of the result was discarded and the query cancelled",
+                                 .hint = "Ask for fewer rows (WHERE, LIMIT) or have the role's limits raised."});
+  out.commitOwned(mark);
+  discardUntilReady_ = true;
+  cancelWanted_ = true;
+  copying_ = false;
+  return Admit::Drop;
 }
 
 void MaskedFlow::endOfResult() {
-  auto threshold = shared_.config->alerts.largePullRows;
-  if (threshold && resultRows_ > threshold) {
-    alert("large_pull", "alerted", resultAnalysis_.get(), resultRows_, resultBytes_);
+  auto& c = *current_;
+  auto threshold = limits_->largePullRows ? limits_->largePullRows : rules_->config->alerts.largePullRows;
+  if (threshold && c.rows > threshold) alert("large_pull", "alerted", resultAnalysis_.get(), c.rows, c.bytes);
+  if (pendingRows_) flushWindow();
+  flushDistinct();
+}
+
+// Truncated results end with a warning and a CommandComplete that counts the rows sent.
+void MaskedFlow::completeResult(const protocol::Message& m, OutBatch& out) {
+  const auto& c = *current_;
+  if (!c.truncated || m.type != msg::kCommandComplete) {
+    out.ref(m.bytes);
+    return;
   }
-  resultRows_ = 0;
-  resultBytes_ = 0;
+  std::string tag(m.payload.substr(0, m.payload.find('\0')));
+  auto space = tag.rfind(' ');
+  if (space != std::string::npos && tag.find_first_not_of("0123456789", space + 1) == std::string::npos) {
+    tag = tag.substr(0, space + 1) + std::to_string(c.forwarded);
+  }
+  auto mark = out.owned().size();
+  protocol::appendNoticeResponse(out.owned(),
+                                 {.severity = "WARNING", .sqlstate = "01000",
+                                  .message = "pgveil: result truncated after " + std::to_string(c.forwarded) +
+                                             " rows by limit " + c.limit + " of role " + policy_->role()});
+  protocol::MessageBuilder b(out.owned());
+  b.begin(msg::kCommandComplete);
+  b.cstring(tag);
+  b.end();
+  out.commitOwned(mark);
 }
 
 void MaskedFlow::refuse(OutBatch& out, char type, std::string_view statementName, const masking::Verdict& v,
                         const masking::Analysis& a) {
   ++refusals_;
+  countVerdict(v);
   shared_.refusals.fetch_add(1, std::memory_order_relaxed);
   if (identity_.info) identity_.info->refusals.fetch_add(1, std::memory_order_relaxed);
   alert(v.rule.rfind("exfiltration.", 0) == 0 ? v.rule : "refused." + v.rule, "blocked", &a);
@@ -261,7 +473,8 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       refreshSnapshot();
       auto a = analyze(q.sql);
       auto v = masking::gate(*a, *policy_, *classification_, *catalog_);
-      if (v.allowed) exfiltrationBlocks(*a, v);
+      if (v.allowed) exfiltrationBlocks(*a, q.sql, v);
+      if (v.allowed) countVerdict(v);
       Expected e{Expect::SimpleQuery, a, {}, false, {}, {}, {}};
       if (!v.allowed) {
         e.refusal = v.message + "\n" + v.rule;
@@ -277,7 +490,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       auto a = std::make_shared<masking::Analysis>();
       masking::Verdict v{false, "function_call", "pgveil: permission denied by rule function_call: the fast-path "
                                                  "FunctionCall message (large objects, lo_* functions) is not allowed"};
-      if (policy_->allows("function_call")) {
+      if (!masked_ || policy_->allows("function_call")) {
         out.ref(m.bytes);
         expects_.push_back({Expect::SimpleQuery, a, {}, false, {}, {}, {}});
         return true;
@@ -295,7 +508,8 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       refreshSnapshot();
       auto a = analyze(p.sql);
       auto v = masking::gate(*a, *policy_, *classification_, *catalog_);
-      if (v.allowed) exfiltrationBlocks(*a, v);
+      if (v.allowed) exfiltrationBlocks(*a, p.sql, v);
+      if (v.allowed) countVerdict(v);
       Expected e{Expect::Parse, a, {}, false, {}, {}, std::string(p.statement)};
       if (!v.allowed) {
         e.refusal = v.message + "\n" + v.rule;
@@ -421,8 +635,36 @@ void MaskedFlow::planFromRowDescription(std::string_view payload, const masking:
   }
 }
 
+void MaskedFlow::beginResult(ResultCount* count, std::shared_ptr<const masking::Analysis> analysis,
+                             const masking::StatementAnalysis* stmt) {
+  current_ = count;
+  resultAnalysis_ = std::move(analysis);
+  currentClassified_ = distinctOn_ && readsClassified(stmt);
+  if (count->rows == 0) resultStart_ = std::chrono::steady_clock::now();
+}
+
+// Admits one row (admitRow) and counts it for the session, its role and the process. False:
+// the caller returns `result` without forwarding the row.
+bool MaskedFlow::admit(const protocol::Message& m, OutBatch& out, bool& result) {
+  switch (admitRow(m.payload, m.bytes.size(), out)) {
+    case Admit::Drop:
+      result = true;
+      return false;
+    case Admit::Fatal:
+      result = false;
+      return false;
+    case Admit::Forward:
+      break;
+  }
+  if (identity_.info) identity_.info->rows.fetch_add(1, std::memory_order_relaxed);
+  shared_.rowsForwarded.fetch_add(1, std::memory_order_relaxed);
+  counters_->rowsForwarded.fetch_add(1, std::memory_order_relaxed);
+  counters_->bytesForwarded.fetch_add(m.bytes.size(), std::memory_order_relaxed);
+  return true;
+}
+
 bool MaskedFlow::forwardDataRow(const protocol::Message& m, const masking::ResultPlan& plan, OutBatch& out) {
-  countRow(m.bytes.size());
+  if (bool result = false; !admit(m, out, result)) return result;
   if (!plan.any) {
     out.ref(m.bytes);
     return true;
@@ -437,6 +679,7 @@ bool MaskedFlow::forwardDataRow(const protocol::Message& m, const masking::Resul
   out.commitOwned(mark);
   ++rowsMasked_;
   shared_.rowsMasked.fetch_add(1, std::memory_order_relaxed);
+  counters_->rowsMasked.fetch_add(1, std::memory_order_relaxed);
   if (identity_.info) identity_.info->rowsMasked.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
@@ -454,6 +697,10 @@ void MaskedFlow::scrubError(const protocol::Message& m, OutBatch& out, const std
   if (replacement && code != "25P02") {
     auto nl = replacement->rfind('\n');
     out.own(encodeErrorMessage(replacement->substr(0, nl), replacement->substr(nl + 1)));
+    return;
+  }
+  if (!masked_) {
+    out.ref(m.bytes);  // an unmasked role sees the server's own errors and notices
     return;
   }
   // Only errors whose text names objects from the query (syntax, undefined objects, permissions,
@@ -545,7 +792,7 @@ void MaskedFlow::startCopy(std::string_view payload, const masking::StatementAna
       copyHeaderLine_.push_back('\n');
     }
   }
-  if (!s) {
+  if (!s && masked_) {
     // Unattributed COPY output: mask every column.
     copyPlan_.fields.resize(c.columnFormats.size());
     for (auto& f : copyPlan_.fields) {
@@ -556,6 +803,7 @@ void MaskedFlow::startCopy(std::string_view payload, const masking::StatementAna
     copyPlan_.any = !copyPlan_.fields.empty();
     return;
   }
+  if (!s) return;  // unmasked role: nothing to mask
   copyPlan_ = masking::planCopy(*s, c.columnFormats.size(), static_cast<std::int16_t>(c.overallFormat), *policy_,
                                 *classification_, *catalog_);
   if (copyPlan_.any && s->copyNonDefaultQuoting) {
@@ -570,7 +818,7 @@ void MaskedFlow::startCopy(std::string_view payload, const masking::StatementAna
 // One CopyData is one row (PostgreSQL docs 55.2.6: "always one per row"), plus the binary
 // header before the first row.
 bool MaskedFlow::forwardCopyData(const protocol::Message& m, OutBatch& out) {
-  countRow(m.bytes.size());
+  if (bool result = false; !admit(m, out, result)) return result;
   if (!copyPlan_.any) {
     out.ref(m.bytes);
     return true;
@@ -778,7 +1026,33 @@ void MaskedFlow::popUntilSync() {
 }
 
 bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
+  if (!discardUntilReady_) return handleServerMessage(m, out);
+  // After an error-mode breach the client already has its error: everything up to the next
+  // ReadyForQuery is tracked (statements, portals, the response queue) but not forwarded, except
+  // what concerns the session rather than the query.
+  switch (m.type) {
+    case msg::kReadyForQuery:
+      discardUntilReady_ = false;
+      return handleServerMessage(m, out);
+    case msg::kDataRow:
+    case msg::kCopyData:
+      return true;
+    case msg::kParameterStatus:
+    case msg::kNotification:
+      return handleServerMessage(m, out);
+    default: {
+      OutBatch sink;
+      return handleServerMessage(m, sink);
+    }
+  }
+}
+
+bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) {
   Expected* front = expects_.empty() ? nullptr : &expects_.front();
+  if (!masked_ && (m.type == msg::kNotification || m.type == msg::kParameterStatus)) {
+    out.ref(m.bytes);
+    return true;
+  }
   switch (m.type) {
     case msg::kNoticeResponse:
       scrubError(m, out, nullptr);
@@ -850,6 +1124,7 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
       case msg::kRowDescription:
         planFromRowDescription(m.payload, effective(stmt), simplePlan_);
         simplePlanned_ = true;
+        beginResult(&simpleCount_, front->analysis, effective(stmt));
         out.ref(m.bytes);
         return true;
       case msg::kDataRow:
@@ -864,19 +1139,24 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
       case msg::kCopyDone:
       case msg::kCopyBothResponse:
       case msg::kCopyInResponse:
+        if (m.type == msg::kCopyOutResponse) beginResult(&simpleCount_, front->analysis, effective(stmt));
         return onCopyMessage(m, stmt, out);
       case msg::kCommandComplete:
       case msg::kEmptyQuery:
-        resultAnalysis_ = front->analysis;
+        current_ = &simpleCount_;
         endOfResult();
+        completeResult(m, out);
         if (m.type == msg::kCommandComplete && stmt && front->refusal.empty()) trackStatement(front->analysis, *stmt);
         ++simpleIndex_;
         simplePlanned_ = false;
         simplePlan_ = {};
+        simpleCount_ = {};
         copying_ = false;
-        out.ref(m.bytes);
         return true;
       case msg::kErrorResponse:
+        current_ = &simpleCount_;
+        endOfResult();
+        simpleCount_ = {};
         if (!front->refusal.empty() && !refusalSent_) {
           refusalSent_ = true;
           scrubError(m, out, &front->refusal);
@@ -961,6 +1241,7 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
         fatalMessage_ = "pgveil: rows of a portal without a row description";
         return false;
       }
+      if (current_ != &portal->count) beginResult(&portal->count, portal->analysis, portal->statement);
       return forwardDataRow(m, portal->plan, out);
     }
     case msg::kCopyOutResponse:
@@ -969,7 +1250,12 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
     case msg::kCopyBothResponse:
     case msg::kCopyInResponse: {
       const masking::StatementAnalysis* stmt = nullptr;
-      if (front->kind == Expect::Execute && front->portalState) stmt = front->portalState->statement;
+      if (front->kind == Expect::Execute && front->portalState) {
+        stmt = front->portalState->statement;
+        if (current_ != &front->portalState->count) {
+          beginResult(&front->portalState->count, front->portalState->analysis, stmt);
+        }
+      }
       return onCopyMessage(m, stmt, out);
     }
     case msg::kCommandComplete:
@@ -977,9 +1263,18 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
     case msg::kEmptyQuery:
       copying_ = false;
       if (front->kind == Expect::Execute) {
-        resultAnalysis_ = front->portalState ? front->portalState->analysis : nullptr;
-        endOfResult();
+        if (front->portalState && m.type != msg::kPortalSuspended) {
+          if (current_ != &front->portalState->count) {
+            beginResult(&front->portalState->count, front->portalState->analysis, front->portalState->statement);
+          }
+          endOfResult();
+          completeResult(m, out);
+        } else {
+          out.ref(m.bytes);
+        }
+        current_ = &simpleCount_;
         expects_.pop_front();
+        return true;
       }
       out.ref(m.bytes);
       return true;
@@ -987,6 +1282,8 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
       // The server now skips everything up to the next Sync, and what this batch prepared or
       // bound did not happen.
       std::string refusal = front->refusal;
+      if (pendingRows_) flushWindow();
+      current_ = &simpleCount_;
       popUntilSync();
       rollbackToConfirmed();
       copying_ = false;

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "masking/analysis.hpp"
+#include "masking/exfiltration.hpp"
 #include "masking/policy.hpp"
 #include "protocol/frame.hpp"
 #include "protocol/messages.hpp"
@@ -23,6 +24,7 @@ namespace pgveil::proxy {
 
 struct SessionIdentity {
   std::uint64_t sessionId = 0;
+  std::string certificateCn;
   std::string user;
   std::string database;
   std::string clientAddr;
@@ -32,8 +34,9 @@ struct SessionIdentity {
 
 class MaskedFlow {
  public:
-  MaskedFlow(SharedState& shared, Worker& worker, std::shared_ptr<const masking::Policy> policy,
-             std::shared_ptr<const masking::Catalog> catalog, SessionIdentity identity);
+  MaskedFlow(SharedState& shared, Worker& worker, std::shared_ptr<const Rules> rules,
+             std::shared_ptr<const masking::Policy> policy, std::shared_ptr<const masking::Catalog> catalog,
+             SessionIdentity identity);
 
   [[nodiscard]] bool clientNeedsWhole(char type) const;
   [[nodiscard]] bool serverNeedsWhole(char type) const;
@@ -48,10 +51,27 @@ class MaskedFlow {
   [[nodiscard]] const std::string& fatalMessage() const { return fatalMessage_; }
   [[nodiscard]] std::uint64_t refusals() const { return refusals_; }
   [[nodiscard]] std::uint64_t rowsMasked() const { return rowsMasked_; }
+  // A limit was breached in error mode: the session sends a CancelRequest upstream (once).
+  [[nodiscard]] bool takeCancelRequest() {
+    bool r = cancelWanted_;
+    cancelWanted_ = false;
+    return r;
+  }
+  // Whether the current rules still inspect this role (false after a reload made it plain).
+  [[nodiscard]] const std::string& policyRole() const { return policy_->role(); }
 
  private:
   enum class Expect { SimpleQuery, Parse, Bind, DescribeStatement, DescribePortal, Execute, Close, Sync };
   struct Portal;
+  // Rows and bytes of one result (a simple query's statement, or a portal across Executes).
+  struct ResultCount {
+    std::uint64_t rows = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t forwarded = 0;  // rows sent to the client
+    bool truncated = false;
+    bool alerted = false;          // a monitor-mode breach already alerted for this result
+    std::string limit;             // the limit that truncated it
+  };
   struct Expected {
     Expect kind;
     std::shared_ptr<const masking::Analysis> analysis;  // SimpleQuery
@@ -69,6 +89,7 @@ class MaskedFlow {
     bool described = false;
     bool planned = false;
     masking::ResultPlan plan;
+    ResultCount count;
   };
   struct Prepared {
     std::shared_ptr<const masking::Analysis> analysis;
@@ -95,13 +116,37 @@ class MaskedFlow {
   void alert(const std::string& rule, const std::string& action, const masking::Analysis* a, std::uint64_t rows = 0,
              std::uint64_t bytes = 0);
   // Exfiltration rules after the gate allowed a statement: true when one blocks it.
-  bool exfiltrationBlocks(const masking::Analysis& a, masking::Verdict& verdict);
-  void countRow(std::size_t bytes);
+  bool exfiltrationBlocks(const masking::Analysis& a, std::string_view text, masking::Verdict& verdict);
+  enum class Admit { Forward, Drop, Fatal };
+  // Accounts one row against canaries and limits. Drop: not forwarded (out may then hold the
+  // breach error); Fatal: a canary hit, fatalCode_ is set.
+  Admit admitRow(std::string_view payload, std::size_t bytes, OutBatch& out);
+  void beginResult(ResultCount* count, std::shared_ptr<const masking::Analysis> analysis,
+                   const masking::StatementAnalysis* stmt);
+  void flushDistinct();
+  bool admit(const protocol::Message& m, OutBatch& out, bool& result);
+  bool handleServerMessage(const protocol::Message& m, OutBatch& out);
   void endOfResult();
+  // At a result's CommandComplete: appends it (rewritten when the result was truncated).
+  void completeResult(const protocol::Message& m, OutBatch& out);
+  void flushWindow();
+  void applyRules();
+  void recordEnumeration(const masking::Analysis& a, std::string_view text,
+                         std::vector<masking::ExfiltrationFinding>& findings);
+  bool readsClassified(const masking::StatementAnalysis* s) const;
+  bool monitorMode() const;
+  void countVerdict(const masking::Verdict& v);
 
   SharedState& shared_;
   Worker& worker_;
+  std::shared_ptr<const Rules> rules_;
   std::shared_ptr<const masking::Policy> policy_;
+  bool masked_ = true;                          // false: an unmasked role inspected for limits and rules
+  const config::LimitsConfig* limits_ = nullptr;
+  RoleCounters* counters_ = nullptr;
+  const masking::CanaryMatcher* canaries_ = nullptr;  // null: not checked for this role
+  bool exempt_ = false;                          // exfiltration rules do not apply
+  bool distinctOn_ = false;                      // the distinct_rows rule counts this role's rows
   std::shared_ptr<const masking::Catalog> catalog_;
   std::shared_ptr<const masking::Classification> classification_;
   SessionIdentity identity_;
@@ -140,10 +185,27 @@ class MaskedFlow {
   std::string fatalMessage_;
   std::uint64_t refusals_ = 0;
   std::uint64_t rowsMasked_ = 0;
-  // The result streaming now: for large-pull alerts.
-  std::uint64_t resultRows_ = 0;
-  std::uint64_t resultBytes_ = 0;
+  // The result streaming now (simple query), and the one rows are accounted to.
+  ResultCount simpleCount_;
+  ResultCount* current_ = &simpleCount_;
+  const masking::StatementAnalysis* currentStmt_ = nullptr;
   std::shared_ptr<const masking::Analysis> resultAnalysis_;
+  std::chrono::steady_clock::time_point resultStart_{};
+  // Limits across results.
+  std::uint64_t sessionRows_ = 0;
+  std::uint64_t sessionBytes_ = 0;
+  std::uint64_t pendingRows_ = 0;   // not yet added to the shared windows
+  std::uint64_t pendingBytes_ = 0;
+  masking::SlidingWindows::Totals roleWindow_;
+  masking::SlidingWindows::Totals clientWindow_;
+  std::string windowKey_;
+  std::string clientWindowKey_;
+  bool discardUntilReady_ = false;  // after an error-mode breach: the client already has its error
+  bool cancelWanted_ = false;
+  std::unique_ptr<masking::DistinctSketch> distinct_;
+  std::uint64_t distinctPending_ = 0;
+  bool distinctAlerted_ = false;
+  bool currentClassified_ = false;  // the current result reads a classified relation
 };
 
 }  // namespace pgveil::proxy

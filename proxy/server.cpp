@@ -28,6 +28,20 @@ namespace {
 constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
 }
 
+namespace {
+
+std::shared_ptr<Rules> makeRules(std::shared_ptr<const config::Config> cfg) {
+  auto r = std::make_shared<Rules>();
+  r->config = std::move(cfg);
+  r->policies = std::make_shared<const masking::PolicySet>(r->config->masking);
+  if (!r->config->canaries.values.empty()) {
+    r->canaries = std::make_shared<const masking::CanaryMatcher>(r->config->canaries.values);
+  }
+  return r;
+}
+
+}  // namespace
+
 struct Server::Impl {
   SharedState shared;
   asio::io_context main{1};
@@ -40,14 +54,56 @@ struct Server::Impl {
   asio::awaitable<void> acceptLoop();
   asio::awaitable<void> signals();
   asio::awaitable<void> drain();
+  void reload();
 };
+
+// SIGHUP: a valid configuration applies to new sessions and to open sessions' next statements;
+// an invalid one is logged with its error and the current one stays.
+void Server::Impl::reload() {
+  const auto& path = shared.config->sourcePath;
+  std::shared_ptr<const config::Config> next;
+  try {
+    next = std::make_shared<const config::Config>(config::loadConfigFile(path));
+  } catch (const std::exception& e) {
+    shared.reloadFailures.fetch_add(1);
+    spdlog::error("configuration reload rejected, keeping the current configuration: {}", e.what());
+    return;
+  }
+  const auto& cur = *shared.config;
+  std::vector<std::string> restart;
+  if (next->listen.toString() != cur.listen.toString()) restart.emplace_back("listen");
+  if (next->workers != cur.workers) restart.emplace_back("workers");
+  if (next->upstream.host != cur.upstream.host || next->upstream.port != cur.upstream.port ||
+      next->upstream.tls != cur.upstream.tls) {
+    restart.emplace_back("upstream");
+  }
+  if (next->tls.mode != cur.tls.mode || next->tls.certFile != cur.tls.certFile) restart.emplace_back("tls");
+  if (next->admin.enabled != cur.admin.enabled || next->admin.listen.toString() != cur.admin.listen.toString()) {
+    restart.emplace_back("admin");
+  }
+  if (next->masking.resolvedKey() != cur.masking.resolvedKey()) restart.emplace_back("masking.key");
+  if (next->alerts.auditFile != cur.alerts.auditFile || next->alerts.webhook.url != cur.alerts.webhook.url) {
+    restart.emplace_back("alerts sinks");
+  }
+  for (const auto& k : restart) spdlog::warn("configuration reload: {} changes only take effect after a restart", k);
+  auto rules = makeRules(next);
+  shared.setRules(rules);
+  if (shared.alerts) shared.alerts->setLimits(next->alerts.maxPerSecond);
+  shared.reloads.fetch_add(1);
+  std::shared_ptr<const Rules> snapshot = shared.rules();
+  for (auto& w : workers) {
+    Worker* wp = w.get();
+    asio::post(wp->context, [wp, snapshot] { reloadSessions(*wp, snapshot); });
+  }
+  spdlog::info("configuration reloaded from {} (generation {})", path, snapshot->generation);
+}
 
 Server::Server(std::shared_ptr<const config::Config> config) : impl_(std::make_unique<Impl>()) {
   impl_->shared.config = std::move(config);
   impl_->shared.clientTls = makeClientTlsContext(impl_->shared.config->tls);
   impl_->shared.upstreamTls = makeUpstreamTlsContext(impl_->shared.config->upstream);
   const auto& cfg = *impl_->shared.config;
-  impl_->shared.policies = std::make_shared<const masking::PolicySet>(cfg.masking);
+  impl_->shared.setRules(makeRules(impl_->shared.config));
   impl_->shared.masker = std::make_unique<masking::ValueMasker>(cfg.masking.resolvedKey());
   impl_->shared.analyzer = std::make_unique<masking::Analyzer>(
       masking::AnalyzerOptions{.maxQueryBytes = cfg.analyzer.maxQuerySize, .maxJsonDepth = 2000});
@@ -114,7 +170,8 @@ asio::awaitable<void> Server::Impl::signals() {
     auto [ec, sig] = co_await set.async_wait(kUse);
     if (ec) co_return;
     if (sig == SIGHUP) {
-      spdlog::info("SIGHUP received: configuration reload is not supported yet; keeping the current configuration");
+      spdlog::info("SIGHUP received: reloading the configuration");
+      reload();
       continue;
     }
     spdlog::info("{} received: no new connections, draining {} sessions (up to {} ms)",

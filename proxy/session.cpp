@@ -9,7 +9,10 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <chrono>
+#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
@@ -173,10 +176,26 @@ class Session {
     if (server_) server_->cancel();
   }
 
+  // After a reload: a session on the plain relay whose role the new rules inspect cannot be
+  // switched mid-stream, so it is ended (fail closed) and reconnects under the new rules.
+  void onReload(const Rules& rules) {
+    if (flow_ || !authenticated_ || !info_) return;
+    std::shared_ptr<const masking::Policy> p = rules.policies->forRole(user_, catalog_.get(), client_.peerCommonName());
+    bool plainBefore = !policy_ || (policy_->unmasked());
+    if (plainBefore && !rules.policies->config().classify.empty() && rules.needsInspection(*p, user_)) {
+      spdlog::warn("session {} ended by a configuration reload: user \"{}\" is now inspected (role policy {})", id_,
+                   logSafe(user_), p->role());
+      reloadEnded_ = true;
+      terminate();
+    }
+  }
+
  private:
   asio::awaitable<bool> startupPhase();
   asio::awaitable<bool> readStartup(protocol::StartupPacket& out);
   asio::awaitable<void> forwardCancel(std::int32_t pid, std::int32_t key);
+  asio::awaitable<void> sendCancel(std::int32_t pid, std::int32_t key);
+  asio::awaitable<void> cancelAfterBreach();
   asio::awaitable<bool> connectUpstream();
   asio::awaitable<bool> authenticate(const protocol::StartupPacket& sp);
   asio::awaitable<bool> choosePolicy(const protocol::StartupPacket& sp);
@@ -228,6 +247,15 @@ class Session {
   std::shared_ptr<const masking::Catalog> catalog_;
   std::unique_ptr<MaskedFlow> flow_;
   std::shared_ptr<SessionInfo> info_;
+  std::shared_ptr<const Rules> rules_;
+  bool reloadEnded_ = false;
+  // A CancelRequest pgveil sent after a limit breach: the client's next messages wait until the
+  // server has taken it, so that it cannot cancel the next query instead.
+  int cancelsInFlight_ = 0;
+  std::optional<asio::steady_timer> cancelDone_;
+  // When each Query/Sync/FunctionCall went upstream, for the latency histogram (one
+  // ReadyForQuery answers each).
+  std::deque<std::chrono::steady_clock::time_point> pendingQueries_;
 };
 
 std::string Session::encodeFatal(const char* code, std::string_view message) const {
@@ -274,7 +302,10 @@ asio::awaitable<void> Session::run() {
     bool aligned = serverStreamLeft_ == 0;
     if (terminating_) {
       reason_ = CloseReason::Shutdown;
-      pendingFatal_ = encodeFatal(sqlstate::kAdminShutdown, "terminating connection due to administrator command");
+      pendingFatal_ = encodeFatal(sqlstate::kAdminShutdown,
+                                  reloadEnded_ ? "terminating connection due to administrator command: pgveil's "
+                                                 "configuration was reloaded and this role is now inspected; reconnect"
+                                               : "terminating connection due to administrator command");
     } else if (reason_ == CloseReason::ServerClosed && lastServerType_ != msg::kErrorResponse) {
       pendingFatal_ = encodeFatal(sqlstate::kConnectionFailure, "pgveil: server closed the connection unexpectedly");
     }
@@ -291,6 +322,12 @@ asio::awaitable<void> Session::run() {
   }
   if (server_) server_->close();
   client_.close();
+  // A CancelRequest sent after a breach refers to this session: it ends before the session does
+  // (each is bounded by the upstream connect timeout).
+  while (cancelsInFlight_ > 0) {
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(10));
+    co_await t.async_wait(kUse);
+  }
   logClose();
 }
 
@@ -425,10 +462,11 @@ asio::awaitable<bool> Session::startupPhase() {
   info_->applicationName = appName_;
   info_->client = clientAddr_;
   info_->started = std::chrono::steady_clock::now();
-  if (policy_ && !policy_->unmasked()) {
+  if (policy_ && catalog_ && rules_->needsInspection(*policy_, user_)) {
     info_->policy = policy_->role();
-    flow_ = std::make_unique<MaskedFlow>(shared_, worker_, policy_, catalog_,
-                                         SessionIdentity{id_, user_, database_, clientAddr_, appName_, info_});
+    flow_ = std::make_unique<MaskedFlow>(
+        shared_, worker_, rules_, policy_, catalog_,
+        SessionIdentity{id_, client_.peerCommonName(), user_, database_, clientAddr_, appName_, info_});
   }
   {
     std::lock_guard lock(shared_.sessionsMutex);
@@ -440,12 +478,25 @@ asio::awaitable<bool> Session::startupPhase() {
 // Which masking policy applies: the role's own, its nearest group's (catalog membership), or
 // `default`. Masked roles also may not change identity through startup parameters.
 asio::awaitable<bool> Session::choosePolicy(const protocol::StartupPacket& sp) {
-  if (!shared_.policies || shared_.policies->config().classify.empty()) co_return true;  // masking not configured
+  rules_ = shared_.rules();
+  const auto& policies = *rules_->policies;
+  if (policies.config().classify.empty()) co_return true;  // masking not configured
   std::string cn = client_.peerCommonName();
-  auto direct = shared_.policies->forRole(user_, nullptr, cn);
-  const auto& roles = shared_.policies->config().roles;
-  bool named = roles.count(user_) > 0 || (!cn.empty() && shared_.policies->config().clientCertRoles.count(cn) > 0);
-  if (named && direct->unmasked()) {
+  auto direct = policies.forRole(user_, nullptr, cn);
+  const auto& roles = policies.config().roles;
+  bool named = roles.count(user_) > 0 || (!cn.empty() && policies.config().clientCertRoles.count(cn) > 0);
+  auto lockedOut = [&](const std::string& role) {
+    std::lock_guard lock(shared_.lockoutMutex);
+    auto it = shared_.lockouts.find(role);
+    return it != shared_.lockouts.end() && it->second > std::chrono::steady_clock::now();
+  };
+  if (named && lockedOut(direct->role())) {
+    reason_ = CloseReason::StartupRefused;
+    co_await fatalToClient(sqlstate::kInvalidAuthorization,
+                           "pgveil: role " + direct->role() + " is locked out after a canary hit; ask the security team");
+    co_return false;
+  }
+  if (named && direct->unmasked() && !rules_->needsInspection(*direct, user_)) {
     policy_ = direct;
     co_return true;
   }
@@ -457,7 +508,13 @@ asio::awaitable<bool> Session::choosePolicy(const protocol::StartupPacket& sp) {
                                "\" could not be loaded, so masked roles cannot connect yet");
     co_return false;
   }
-  policy_ = shared_.policies->forRole(user_, catalog_.get(), cn);
+  policy_ = policies.forRole(user_, catalog_.get(), cn);
+  if (lockedOut(policy_->role())) {
+    reason_ = CloseReason::StartupRefused;
+    co_await fatalToClient(sqlstate::kInvalidAuthorization,
+                           "pgveil: role " + policy_->role() + " is locked out after a canary hit; ask the security team");
+    co_return false;
+  }
   if (policy_->unmasked()) co_return true;
   // Masked roles may set only parameters that neither change identity nor how SQL text is read.
   for (const auto& p : sp.params) {
@@ -485,6 +542,20 @@ asio::awaitable<void> Session::forwardCancel(std::int32_t pid, std::int32_t key)
     spdlog::debug("session {} cancel request for an unknown backend key ignored", id_);
     co_return;
   }
+  co_await sendCancel(pid, key);
+  spdlog::info("session {} forwarded a cancel request from {} to backend {}", id_, clientAddr_, pid);
+}
+
+asio::awaitable<void> Session::cancelAfterBreach() {
+  if (backendKey_) {
+    co_await sendCancel(backendKey_->first, backendKey_->second);
+    spdlog::info("session {} cancelled its query upstream after a limit breach", id_);
+  }
+  if (--cancelsInFlight_ == 0 && cancelDone_) cancelDone_->cancel();
+}
+
+// Sends a CancelRequest on a new upstream connection and waits until the server has handled it.
+asio::awaitable<void> Session::sendCancel(std::int32_t pid, std::int32_t key) {
   auto exec = co_await asio::this_coro::executor;
   const auto& up = config_->upstream;
   tcp::resolver resolver(exec);
@@ -501,7 +572,6 @@ asio::awaitable<void> Session::forwardCancel(std::int32_t pid, std::int32_t key)
   char c;
   timer.expires_after(up.connectTimeout);
   co_await (s.readSome(&c, 1) || timer.async_wait(kUse));
-  spdlog::info("session {} forwarded a cancel request from {} to backend {}", id_, clientAddr_, pid);
 }
 
 asio::awaitable<bool> Session::connectUpstream() {
@@ -521,7 +591,9 @@ asio::awaitable<bool> Session::connectUpstream() {
   }
   tcp::socket sock(exec);
   asio::steady_timer timer(exec, up.connectTimeout);
+  auto connectStart = std::chrono::steady_clock::now();
   auto r = co_await (asio::async_connect(sock, results, kUse) || timer.async_wait(kUse));
+  shared_.upstreamConnectLatency.observe(std::chrono::steady_clock::now() - connectStart);
   if (r.index() != 0) {
     co_await fatalToClient(sqlstate::kConnectionFailure, fail("connection timed out"));
     co_return false;
@@ -734,6 +806,11 @@ bool Session::scanClient(OutBatch& out, bool& terminated) {
       return false;
     }
     if (data.size() >= h.total()) {
+      if (h.type == msg::kQuery || h.type == msg::kSync || h.type == msg::kFunctionCall) {
+        if (pendingQueries_.size() >= 4096) pendingQueries_.pop_front();
+        pendingQueries_.push_back(std::chrono::steady_clock::now());
+        if (info_) info_->state.store('A', std::memory_order_relaxed);
+      }
       if (flow_) {
         Message m{h.type, data.substr(protocol::kHeaderSize, h.payloadSize()), data.substr(0, h.total())};
         if (!flow_->onClientMessage(m, out)) {
@@ -782,7 +859,14 @@ bool Session::scanServer(OutBatch& out) {
     }
     lastServerType_ = h.type;
     if (data.size() >= h.total()) {
-      if (h.type == msg::kReadyForQuery && h.length == 5) txStatus_ = data[5];
+      if (h.type == msg::kReadyForQuery && h.length == 5) {
+        txStatus_ = data[5];
+        if (info_) info_->state.store(txStatus_, std::memory_order_relaxed);
+        if (!pendingQueries_.empty()) {
+          shared_.queryLatency.observe(std::chrono::steady_clock::now() - pendingQueries_.front());
+          pendingQueries_.pop_front();
+        }
+      }
       if (flow_) {
         Message m{h.type, data.substr(protocol::kHeaderSize, h.payloadSize()), data.substr(0, h.total())};
         if (!flow_->onServerMessage(m, out)) {
@@ -826,6 +910,13 @@ asio::awaitable<void> Session::clientToServer() {
       spdlog::error("session {} internal error on a client message: {}", id_, e.what());
       out.clear();
       pendingFatal_ = encodeFatal(sqlstate::kInternalError, "pgveil: internal error; the session is closed");
+    }
+    while (cancelsInFlight_ > 0 && !out.empty()) {
+      if (!cancelDone_) cancelDone_.emplace(co_await asio::this_coro::executor);
+      cancelDone_->expires_at(asio::steady_timer::time_point::max());
+      co_await cancelDone_->async_wait(kUse);
+      auto cs = co_await asio::this_coro::cancellation_state;
+      if (cs.cancelled() != asio::cancellation_type::none) co_return;  // the relay is ending
     }
     if (!out.empty()) {
       auto ec = co_await server_->writeAll(out.buffers());
@@ -882,6 +973,10 @@ asio::awaitable<void> Session::serverToClient() {
       }
       bytesToClient_ += bytes;
     }
+    if (flow_ && flow_->takeCancelRequest()) {
+      ++cancelsInFlight_;
+      asio::co_spawn(co_await asio::this_coro::executor, cancelAfterBreach(), asio::detached);
+    }
     if (!ok) {
       setRelayReason(CloseReason::ServerProtocolError);
       co_return;
@@ -903,6 +998,11 @@ asio::awaitable<void> runSession(SharedState& shared, Worker& worker, tcp::socke
   } catch (const std::exception& e) {
     spdlog::error("session ended by an internal error: {}", e.what());
   }
+}
+
+void reloadSessions(Worker& worker, const std::shared_ptr<const Rules>& rules) {
+  std::vector<Session*> sessions(worker.sessions.begin(), worker.sessions.end());
+  for (auto* s : sessions) s->onReload(*rules);
 }
 
 void terminateSessions(Worker& worker) {

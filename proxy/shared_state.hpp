@@ -16,6 +16,7 @@
 #include "config/config.hpp"
 #include "masking/analysis_cache.hpp"
 #include "masking/analyzer.hpp"
+#include "masking/limits.hpp"
 #include "masking/policy.hpp"
 #include "masking/strategy.hpp"
 #include "proxy/cancel_registry.hpp"
@@ -26,6 +27,57 @@ namespace pgveil::proxy {
 
 class Session;
 
+// One generation of the reloadable configuration (SIGHUP): policies, limits, rules, canaries.
+// Sessions hold one and pick up a newer one between statements.
+struct Rules {
+  std::uint64_t generation = 0;
+  std::shared_ptr<const config::Config> config;
+  std::shared_ptr<const masking::PolicySet> policies;
+  std::shared_ptr<const masking::CanaryMatcher> canaries;  // null: no canaries
+
+  // Whether a session of this policy role must go through the inspecting flow (masking,
+  // limits, exfiltration rules, canaries or large-pull alerts), or may have the byte relay.
+  [[nodiscard]] bool needsInspection(const masking::Policy& p, const std::string& user) const {
+    if (!p.unmasked()) return true;
+    const auto& c = *config;
+    const auto& l = config::limitsFor(c, p.role());
+    if (l.any() || l.largePullRows) return true;
+    if (c.exfiltration.any() && !exfiltrationExempt(p.role(), user)) return true;
+    return canaries && !c.canaries.exempt.count(p.role());
+  }
+  [[nodiscard]] bool exfiltrationExempt(const std::string& role, const std::string& user) const {
+    return config->exfiltration.exempt.count(role) > 0 || config->exfiltration.exempt.count(user) > 0;
+  }
+};
+
+// A Prometheus histogram with fixed bounds (seconds), updated lock-free.
+struct Histogram {
+  static constexpr double kBounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  static constexpr std::size_t kCount = sizeof(kBounds) / sizeof(kBounds[0]);
+  std::atomic<std::uint64_t> buckets[kCount + 1]{};
+  std::atomic<std::uint64_t> sumMicros{0};
+  void observe(std::chrono::steady_clock::duration d) {
+    double s = std::chrono::duration<double>(d).count();
+    std::size_t i = 0;
+    while (i < kCount && s > kBounds[i]) ++i;
+    buckets[i].fetch_add(1, std::memory_order_relaxed);
+    sumMicros.fetch_add(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count()),
+                        std::memory_order_relaxed);
+  }
+};
+
+// Per policy role counters for /metrics (entries are never removed: references stay valid).
+struct RoleCounters {
+  std::atomic<std::uint64_t> rowsForwarded{0};
+  std::atomic<std::uint64_t> bytesForwarded{0};
+  std::atomic<std::uint64_t> rowsMasked{0};
+  std::atomic<std::uint64_t> queriesAllowed{0};
+  std::atomic<std::uint64_t> queriesRefused{0};   // gate refusals
+  std::atomic<std::uint64_t> queriesBlocked{0};   // exfiltration blocks
+  std::atomic<std::uint64_t> queriesMonitored{0}; // would have been blocked (monitor mode)
+  std::atomic<std::uint64_t> breaches{0};         // limits hit
+};
+
 // What /sessions shows of one session; counters are updated by the session's own thread.
 struct SessionInfo {
   std::uint64_t id = 0;
@@ -33,7 +85,8 @@ struct SessionInfo {
   std::string database;
   std::string applicationName;
   std::string client;
-  std::string policy;  // empty: unmasked
+  std::string policy;  // empty: unmasked and not inspected
+  std::atomic<char> state{'I'};  // last ReadyForQuery status: I idle, T in transaction, E failed; A active
   std::chrono::steady_clock::time_point started;
   std::atomic<std::uint64_t> rows{0};
   std::atomic<std::uint64_t> rowsMasked{0};
@@ -41,7 +94,7 @@ struct SessionInfo {
 };
 
 struct SharedState {
-  std::shared_ptr<const config::Config> config;
+  std::shared_ptr<const config::Config> config;  // as started: listeners, upstream, TLS, connections
   std::unique_ptr<boost::asio::ssl::context> clientTls;    // null when tls.mode is disable
   std::unique_ptr<boost::asio::ssl::context> upstreamTls;  // null when upstream.tls is disable
   CancelRegistry cancels;
@@ -50,8 +103,40 @@ struct SharedState {
   std::atomic<std::uint64_t> totalSessions{0};
   std::atomic<bool> shuttingDown{false};
 
-  // Masking: compiled policies, the value masker, the analyzer and catalog snapshots.
-  std::shared_ptr<const masking::PolicySet> policies;
+  // The current rules; `rulesGeneration` lets sessions notice a reload without a lock.
+  std::shared_ptr<const Rules> rules() const {
+    std::lock_guard lock(rulesMutex);
+    return rules_;
+  }
+  void setRules(std::shared_ptr<Rules> r) {
+    std::lock_guard lock(rulesMutex);
+    r->generation = rulesGeneration.load() + 1;
+    rules_ = std::move(r);
+    rulesGeneration.store(rules_->generation);
+  }
+  std::atomic<std::uint64_t> rulesGeneration{0};
+  mutable std::mutex rulesMutex;
+  std::shared_ptr<const Rules> rules_;
+
+  // State shared by all sessions for limits and rules across sessions.
+  masking::SlidingWindows windows;
+  masking::DistinctRows distinctRows;
+  masking::EnumerationTracker enumeration;
+  std::mutex lockoutMutex;
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> lockouts;  // policy role -> until
+
+  std::mutex roleCountersMutex;
+  std::map<std::string, RoleCounters> roleCounters;
+  RoleCounters& countersFor(const std::string& role) {
+    std::lock_guard lock(roleCountersMutex);
+    return roleCounters[role];
+  }
+  Histogram queryLatency;
+  Histogram upstreamConnectLatency;
+  std::atomic<std::uint64_t> reloads{0};
+  std::atomic<std::uint64_t> reloadFailures{0};
+
+  // Masking: the value masker, the analyzer and catalog snapshots.
   std::unique_ptr<masking::ValueMasker> masker;
   std::unique_ptr<masking::Analyzer> analyzer;
   std::unique_ptr<CatalogService> catalogs;
@@ -63,12 +148,17 @@ struct SharedState {
   std::mutex sessionsMutex;
   std::map<std::uint64_t, std::shared_ptr<SessionInfo>> sessionInfos;
 
-  // The classification of one catalog snapshot, built once per snapshot.
-  std::shared_ptr<const masking::Classification> classificationFor(const std::shared_ptr<const masking::Catalog>& c) {
+  // The classification of one catalog snapshot under one rules generation, built once.
+  std::shared_ptr<const masking::Classification> classificationFor(const Rules& rules,
+                                                                   const std::shared_ptr<const masking::Catalog>& c) {
     std::lock_guard lock(classificationMutex);
+    if (classificationsGeneration != rules.generation) {
+      classifications.clear();
+      classificationsGeneration = rules.generation;
+    }
     auto it = classifications.find(c.get());
     if (it != classifications.end() && it->second.first.lock() == c) return it->second.second;
-    auto cls = std::make_shared<const masking::Classification>(policies->config(), *c);
+    auto cls = std::make_shared<const masking::Classification>(rules.policies->config(), *c);
     // Drop entries of snapshots that no longer exist.
     for (auto i = classifications.begin(); i != classifications.end();) {
       if (i->second.first.expired()) i = classifications.erase(i);
@@ -78,6 +168,7 @@ struct SharedState {
     return cls;
   }
   std::mutex classificationMutex;
+  std::uint64_t classificationsGeneration = 0;
   std::unordered_map<const masking::Catalog*,
                      std::pair<std::weak_ptr<const masking::Catalog>, std::shared_ptr<const masking::Classification>>>
       classifications;

@@ -373,6 +373,9 @@ std::string demoConfigForTests() {
   replace("port: 54320", "port: " + std::to_string(Cluster::get().port));
   replace("workers: 0", "workers: 2");
   replace("level: info", "level: debug");
+  // The demo's canary is a real row of the demo data: tests that read whole tables run without
+  // it (canary tests put it back).
+  replace("  values: [\"joseph.dubois4242@example.net\"]", "  values: []");
   return y;
 }
 
