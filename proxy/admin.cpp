@@ -1,5 +1,6 @@
 #include "proxy/admin.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -28,6 +29,53 @@ constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
 void counter(std::string& out, const char* name, const char* help, std::uint64_t v, const char* type = "counter") {
   out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
          std::to_string(v) + "\n";
+}
+
+void histogram(std::string& out, const char* name, const char* help, const Histogram& h) {
+  out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " histogram\n";
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i <= Histogram::kCount; ++i) {
+    cumulative += h.buckets[i].load(std::memory_order_relaxed);
+    std::string le = i < Histogram::kCount ? fmt::format("{}", Histogram::kBounds[i]) : "+Inf";
+    out += std::string(name) + "_bucket{le=\"" + le + "\"} " + std::to_string(cumulative) + "\n";
+  }
+  out += fmt::format("{}_sum {}\n{}_count {}\n", name, static_cast<double>(h.sumMicros.load()) / 1e6, name, cumulative);
+}
+
+void roleSeries(std::string& out, SharedState& shared) {
+  std::lock_guard lock(shared.roleCountersMutex);
+  auto family = [&](const char* name, const char* help, auto value) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n";
+    for (const auto& [role, c] : shared.roleCounters) {
+      out += std::string(name) + "{role=\"" + logSafe(role) + "\"} " + std::to_string(value(c)) + "\n";
+    }
+  };
+  family("pgveil_role_rows_forwarded_total", "Rows sent to clients of inspected sessions, by policy role.",
+         [](const RoleCounters& c) { return c.rowsForwarded.load(); });
+  family("pgveil_role_bytes_forwarded_total", "Bytes of rows sent to clients of inspected sessions, by policy role.",
+         [](const RoleCounters& c) { return c.bytesForwarded.load(); });
+  family("pgveil_role_rows_masked_total", "Rows rewritten by masking, by policy role.",
+         [](const RoleCounters& c) { return c.rowsMasked.load(); });
+  family("pgveil_role_limit_breaches_total", "Results stopped or truncated by a limit, by policy role.",
+         [](const RoleCounters& c) { return c.breaches.load(); });
+  out += "# HELP pgveil_role_queries_total Statements of inspected sessions by verdict (allowed, refused by the gate, "
+         "blocked by an exfiltration rule, monitored: would have been blocked).\n# TYPE pgveil_role_queries_total counter\n";
+  for (const auto& [role, c] : shared.roleCounters) {
+    auto r = logSafe(role);
+    out += "pgveil_role_queries_total{role=\"" + r + "\",verdict=\"allowed\"} " + std::to_string(c.queriesAllowed.load()) + "\n";
+    out += "pgveil_role_queries_total{role=\"" + r + "\",verdict=\"refused\"} " + std::to_string(c.queriesRefused.load()) + "\n";
+    out += "pgveil_role_queries_total{role=\"" + r + "\",verdict=\"blocked\"} " + std::to_string(c.queriesBlocked.load()) + "\n";
+    out += "pgveil_role_queries_total{role=\"" + r + "\",verdict=\"monitored\"} " + std::to_string(c.queriesMonitored.load()) + "\n";
+  }
+}
+
+const char* stateName(char s) {
+  switch (s) {
+    case 'I': return "idle";
+    case 'T': return "idle in transaction";
+    case 'E': return "idle in failed transaction";
+    default: return "active";
+  }
 }
 
 asio::awaitable<void> serve(SharedState& shared, std::vector<Worker*> workers, tcp::socket socket) {
@@ -78,7 +126,7 @@ std::string metricsText(SharedState& shared, const std::vector<Worker*>& workers
   counter(out, "pgveil_connections_active", "Client connections now open.", shared.activeClients.load(), "gauge");
   counter(out, "pgveil_sessions_total", "Client connections accepted.", shared.totalSessions.load());
   counter(out, "pgveil_statements_refused_total", "Statements refused for masked roles.", shared.refusals.load());
-  counter(out, "pgveil_rows_forwarded_total", "Rows sent to masked roles.", shared.rowsForwarded.load());
+  counter(out, "pgveil_rows_forwarded_total", "Rows sent to clients of inspected sessions.", shared.rowsForwarded.load());
   counter(out, "pgveil_rows_masked_total", "Rows rewritten by masking.", shared.rowsMasked.load());
   masking::CacheStats total;
   for (auto* w : workers) {
@@ -95,6 +143,18 @@ std::string metricsText(SharedState& shared, const std::vector<Worker*>& workers
   counter(out, "pgveil_analyzer_cache_evictions_total", "Analyses evicted.", total.evictions);
   counter(out, "pgveil_analyzer_cache_entries", "Analyses cached.", total.entries, "gauge");
   counter(out, "pgveil_analyzer_cache_bytes", "Memory held by cached analyses.", total.bytes, "gauge");
+  auto lookups = total.hits + total.misses;
+  out += fmt::format("# HELP pgveil_analyzer_cache_hit_ratio Cache hits over lookups since start.\n"
+                     "# TYPE pgveil_analyzer_cache_hit_ratio gauge\npgveil_analyzer_cache_hit_ratio {}\n",
+                     lookups ? static_cast<double>(total.hits) / static_cast<double>(lookups) : 0.0);
+  roleSeries(out, shared);
+  histogram(out, "pgveil_query_duration_seconds",
+            "From a Query, Sync or FunctionCall sent upstream to its ReadyForQuery.", shared.queryLatency);
+  histogram(out, "pgveil_upstream_connect_duration_seconds", "TCP connect to the upstream server.",
+            shared.upstreamConnectLatency);
+  counter(out, "pgveil_config_reloads_total", "Configurations reloaded (SIGHUP).", shared.reloads.load());
+  counter(out, "pgveil_config_reload_failures_total", "Reloads rejected (the configuration was invalid).",
+          shared.reloadFailures.load());
   if (shared.catalogs) {
     counter(out, "pgveil_catalog_loads_total", "Catalog snapshots loaded.", shared.catalogs->loads());
     counter(out, "pgveil_catalog_failures_total", "Catalog loads that failed.", shared.catalogs->failures());
@@ -117,7 +177,7 @@ std::string sessionsJson(SharedState& shared) {
     out += "{\"id\":" + std::to_string(i.id) + ",\"user\":" + masking::jsonQuote(i.user) + ",\"database\":" + masking::jsonQuote(i.database) +
            ",\"application_name\":" + masking::jsonQuote(i.applicationName) + ",\"client\":" + masking::jsonQuote(i.client) +
            ",\"policy\":" + (i.policy.empty() ? std::string("null") : masking::jsonQuote(i.policy)) +
-           ",\"seconds\":" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - i.started).count()) +
+           ",\"state\":" + masking::jsonQuote(stateName(i.state.load())) + ",\"seconds\":" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - i.started).count()) +
            ",\"rows\":" + std::to_string(i.rows.load()) + ",\"rows_masked\":" + std::to_string(i.rowsMasked.load()) +
            ",\"refusals\":" + std::to_string(i.refusals.load()) + "}";
   }

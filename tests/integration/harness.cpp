@@ -161,6 +161,32 @@ Proxy::Proxy(const std::string& extraYaml, bool defaultUpstream) {
 
 Proxy::Proxy(Raw, const std::string& yaml) { start(yaml); }
 
+void Proxy::reload(const std::string& yaml) {
+  {
+    std::ofstream out(configPath_);
+    out << yaml;
+  }
+  kill(pid_, SIGHUP);
+}
+
+bool Proxy::waitForLog(const std::string& text, std::chrono::milliseconds timeout) const {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (log().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+void replaceIn(std::string& text, const std::string& from, const std::string& to) {
+  auto pos = text.find(from);
+  if (pos == std::string::npos) {
+    ADD_FAILURE() << "text to replace not found: '" << from << "'";
+    return;
+  }
+  text.replace(pos, from.size(), to);
+}
+
 void Proxy::start(const std::string& yaml) {
   char path[] = "/tmp/pgveil-it-config.XXXXXX";
   int fd = mkstemp(path);

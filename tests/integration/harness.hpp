@@ -54,6 +54,10 @@ class Proxy {
   [[nodiscard]] std::string log() const;  // everything pgveil wrote to stderr so far
   // Sends SIGTERM and waits; returns the exit status.
   int stop();
+  // Rewrites the configuration file with `yaml` and sends SIGHUP.
+  void reload(const std::string& yaml);
+  // Waits until the log contains `text` (true) or the timeout passes.
+  bool waitForLog(const std::string& text, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) const;
 
  private:
   void start(const std::string& yaml);
@@ -135,6 +139,9 @@ class CaptureRelay {
   mutable std::mutex mutex_;
   std::string captured_;
 };
+
+// Replaces the first occurrence of `from` in `text` (a test failure when it is missing).
+void replaceIn(std::string& text, const std::string& from, const std::string& to);
 
 // Field value from an ErrorResponse/NoticeResponse payload ('C' SQLSTATE, 'M' message, 'S' severity).
 std::string errorField(const std::string& payload, char code);
