@@ -443,7 +443,16 @@ void MaskedFlow::refuse(OutBatch& out, char type, std::string_view statementName
                logSafe(a.parsed ? a.normalized() : std::string("<unparsable>"), 300));
   auto mark = out.owned().size();
   protocol::MessageBuilder b(out.owned());
-  if (type == msg::kParse) {
+  if (type == msg::kBind) {
+    // Bound to a statement that cannot exist (26000 on the server), with no values.
+    b.begin(msg::kBind);
+    b.cstring(statementName);  // the portal
+    b.cstring("pgveil: statement refused");
+    b.i16(0);
+    b.i16(0);
+    b.i16(0);
+    b.end();
+  } else if (type == msg::kParse) {
     b.begin(msg::kParse);
     b.cstring(statementName);
     b.cstring(kRefusedSql);
@@ -532,6 +541,29 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       if (it != statements_.end()) {
         portal->analysis = it->second.analysis;
         portal->statement = effective(it->second.statement);
+      }
+      // Paging through a prepared statement: the same statement bound with ever new values.
+      const auto& ex = rules_->config->exfiltration;
+      if (portal->analysis && !exempt_ && ex.enumeration != config::RuleAction::Off &&
+          readsClassified(portal->statement)) {
+        std::vector<masking::ExfiltrationFinding> findings;
+        auto values = m.payload.substr(std::min(m.payload.size(), b.portal.size() + b.statement.size() + 2));
+        recordEnumeration(*portal->analysis, values, findings);
+        if (!findings.empty()) {
+          const auto& f = findings.front();
+          if (f.action == config::RuleAction::Block && !ex.monitorOnly && !monitorMode()) {
+            masking::Verdict v{false, "exfiltration." + f.rule,
+                               "pgveil: blocked by exfiltration rule " + f.rule + ": " + f.detail};
+            counters_->queriesBlocked.fetch_add(1, std::memory_order_relaxed);
+            refuse(out, msg::kBind, b.portal, v, *portal->analysis);
+            expects_.push_back({Expect::Bind, nullptr, {}, false, v.message + "\n" + v.rule, nullptr, {}});
+            portals_.erase(std::string(b.portal));
+            return true;
+          }
+          if (f.action == config::RuleAction::Block) counters_->queriesMonitored.fetch_add(1, std::memory_order_relaxed);
+          alert("exfiltration." + f.rule, f.action == config::RuleAction::Alert ? "alerted" : "monitored",
+                portal->analysis.get());
+        }
       }
       expects_.push_back({Expect::Bind, nullptr, {}, false, {}, portal, std::string(b.portal)});
       portals_[std::string(b.portal)] = std::move(portal);

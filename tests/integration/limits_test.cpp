@@ -332,6 +332,23 @@ TEST_F(LimitsTest, EnumerationByOffsetPagingTrips) {
   EXPECT_NE(err.find("enumeration"), std::string::npos) << err;
   // The same page again is not new paging; another shape is unaffected.
   EXPECT_EQ(scalar(c.get(), "SELECT email FROM patients WHERE id = 1"), "l***@example.org");
+  // Paging through a prepared statement with parameters trips the same way.
+  auto e = connect(conninfo(proxy.port(), "support"));
+  PgResult pr(PQprepare(e.get(), "page", "SELECT id, email FROM patients WHERE id > $1::int ORDER BY id LIMIT 10", 1,
+                        nullptr));
+  ASSERT_EQ(PQresultStatus(pr.get()), PGRES_COMMAND_OK) << errorOf(pr.get());
+  std::string extErr;
+  int extPages = 0;
+  for (; extPages < 20 && extErr.empty(); ++extPages) {
+    auto after = std::to_string(extPages * 10);
+    const char* values[] = {after.c_str()};
+    PgResult r(PQexecPrepared(e.get(), "page", 1, values, nullptr, nullptr, 0));
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) extErr = errorOf(r.get());
+  }
+  EXPECT_EQ(extErr.substr(0, 5), "42501") << extErr;
+  EXPECT_NE(extErr.find("enumeration"), std::string::npos) << extErr;
+  EXPECT_LE(extPages, 7);
+  EXPECT_EQ(scalar(e.get(), "SELECT 3"), "3");
   // In monitor mode the same paging only alerts.
   replaceIn(y, "mode: enforce                   #", "mode: monitor                   #");
   Proxy monitor(Proxy::Raw{}, y);
