@@ -18,8 +18,7 @@ cleanup() {
 trap cleanup EXIT
 "$ROOT/scripts/pg-cluster.sh" start "$DIR" "$PORT"
 "$ROOT/scripts/pg-cluster.sh" seed "$DIR" "$PORT"
-sed "s/port: 54320/port: $PORT/; s/listen: 127.0.0.1:6432/listen: 127.0.0.1:0/; s/listen: 127.0.0.1:9930/listen: 127.0.0.1:0/" \
-  "$ROOT/examples/pgveil.yaml" >"$DIR/pgveil.yaml"
+python3 "$ROOT/bench/bench_config.py" "$PORT" plain >"$DIR/pgveil.yaml"
 export PGVEIL_MASKING_KEY=${PGVEIL_MASKING_KEY:-bench-key-0123456789abcdef}
 "$ROOT/build-release/pgveil" --config "$DIR/pgveil.yaml" 2>"$DIR/pgveil.log" &
 PID=$!
