@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -94,6 +96,19 @@ int main(int argc, char** argv) {
     return 0;
   }
   pgveil::proxy::initLogging(config->log.level);
+  // Each session holds two sockets: raise the descriptor limit to what the system allows, and
+  // say when it caps max_clients.
+  if (rlimit nofile{}; getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    if (nofile.rlim_cur < nofile.rlim_max) {
+      nofile.rlim_cur = nofile.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &nofile);
+      getrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    if (nofile.rlim_cur != RLIM_INFINITY && nofile.rlim_cur < 2ull * config->connections.maxClients + 64) {
+      spdlog::warn("open file limit {} is too low for connections.max_clients {} (each session needs two descriptors)",
+                   nofile.rlim_cur, config->connections.maxClients);
+    }
+  }
   try {
     pgveil::proxy::Server server(config);
     return server.run();

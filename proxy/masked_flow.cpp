@@ -300,7 +300,9 @@ void MaskedFlow::flushDistinct() {
   distinctPending_ = 0;
   bool over = est > static_cast<double>(cfg.distinctRowsMax);
   if (over && !distinctAlerted_) {
-    alert("exfiltration.distinct_rows", cfg.distinctRows == config::RuleAction::Alert ? "alerted" : "monitored",
+    // Crossing the threshold is an alert in every action but monitor; with block, the next
+    // reads of classified relations are blocked (exfiltrationBlocks).
+    alert("exfiltration.distinct_rows", cfg.distinctRows == config::RuleAction::Monitor ? "monitored" : "alerted",
           resultAnalysis_.get(), static_cast<std::uint64_t>(est), 0);
   }
   distinctAlerted_ = over;

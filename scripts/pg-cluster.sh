@@ -31,7 +31,7 @@ case "$cmd" in
       cat >>"$dir/data/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
-max_connections = 300
+max_connections = ${PGVEIL_PG_MAX_CONNECTIONS:-300}
 shared_buffers = 128MB
 ssl = on
 ssl_cert_file = 'server.crt'

@@ -360,6 +360,32 @@ TEST_F(LimitsTest, EnumerationByOffsetPagingTrips) {
   EXPECT_TRUE(monitor.waitForLog("\"rule\":\"exfiltration.enumeration\",\"action\":\"monitored\"")) << monitor.log();
 }
 
+TEST_F(LimitsTest, DistinctRowsCounterBlocksOnceTheRoleHasSeenTooMany) {
+  auto y = demoConfigForTests();
+  replaceIn(y, "  distinct_rows:                # distinct rows of classified relations one role received (estimated)\n"
+               "    action: alert\n    max_rows: 50000",
+            "  distinct_rows:\n    action: block\n    max_rows: 300");
+  Proxy proxy(Proxy::Raw{}, y);
+  auto a = connect(conninfo(proxy.port(), "support"));
+  auto b = connect(conninfo(proxy.port(), "support"));
+  // The same 200 rows three times are 200 distinct rows.
+  for (int i = 0; i < 3; ++i) {
+    auto r = exec(a.get(), "SELECT id, email FROM patients WHERE id <= 200");
+    EXPECT_EQ(PQntuples(r.get()), 200) << errorOf(r.get());
+  }
+  // 200 more from another session of the role: about 400 > 300.
+  auto r = exec(b.get(), "SELECT id, email FROM patients WHERE id > 200 AND id <= 400");
+  EXPECT_EQ(PQntuples(r.get()), 200) << errorOf(r.get());
+  ASSERT_TRUE(proxy.waitForLog("\"rule\":\"exfiltration.distinct_rows\",\"action\":\"alerted\"")) << proxy.log();
+  // From now on reads of classified relations are blocked for the role, in every session.
+  r = exec(a.get(), "SELECT email FROM patients WHERE id = 1");
+  EXPECT_NE(errorOf(r.get()).find("distinct_rows"), std::string::npos) << errorOf(r.get());
+  EXPECT_EQ(errorOf(r.get()).substr(0, 5), "42501");
+  // Other roles are not affected.
+  auto analyst = connect(conninfo(proxy.port(), "analyst"));
+  EXPECT_EQ(scalar(analyst.get(), "SELECT nationality FROM patients WHERE id = 1").substr(0, 6) == "ERROR:", false);
+}
+
 TEST_F(LimitsTest, CanaryEndsTheSessionAlertsAndLocksTheRoleOut) {
   auto y = demoConfigForTests();
   replaceIn(y, "  values: []", "  values: [\"" + kCanary + "\"]");

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# pgveil's resident memory with N idle client connections (default 1000), each with its
+# upstream connection, for a masked role (the inspecting flow) and for an unmasked one (the
+# byte relay). Loopback only; the idle clients are pgbench clients sleeping in a script.
+#   N=1000 bench/idle_rss.sh
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+N=${N:-1000}
+"$ROOT/scripts/install-deps.sh" --bench
+"$ROOT/scripts/build.sh" release >/dev/null
+ulimit -n "$(ulimit -Hn)"
+DIR=$(mktemp -d /tmp/pgveil-rss.XXXXXX)
+chmod 755 "$DIR"
+PG=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cleanup() {
+  [[ -n "${VEIL_PID:-}" ]] && kill "$VEIL_PID" 2>/dev/null && wait "$VEIL_PID" 2>/dev/null || true
+  "$ROOT/scripts/pg-cluster.sh" stop "$DIR"
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+PGVEIL_PG_MAX_CONNECTIONS=$((N + 100)) "$ROOT/scripts/pg-cluster.sh" start "$DIR" "$PG"
+"$ROOT/scripts/pg-cluster.sh" seed "$DIR" "$PG"
+as_pg psql -X -q -h "$DIR" -p "$PG" -U postgres -d postgres -c "CREATE ROLE pgveil_trust LOGIN" \
+  -c "CREATE DATABASE bench OWNER pgveil_trust"
+python3 "$ROOT/bench/bench_config.py" "$PG" plain | sed 's/max_clients: 1000/max_clients: 100000/' >"$DIR/pgveil.yaml"
+# pgveil_trust has no role entry: the default (masked) policy; a second run makes it unmasked.
+export PGVEIL_MASKING_KEY=${PGVEIL_MASKING_KEY:-bench-key-0123456789abcdef}
+printf '\\sleep 20 s\n' >"$DIR/idle.sql"
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+measure() {  # label config
+  "$ROOT/build-release/pgveil" --config "$2" 2>"$DIR/pgveil.log" &
+  VEIL_PID=$!
+  for _ in $(seq 100); do grep -q "pgveil listening on" "$DIR/pgveil.log" 2>/dev/null && break; sleep 0.05; done
+  local port; port=$(sed -n 's/.*pgveil listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$DIR/pgveil.log" | head -1)
+  # One session first, so that catalogs and caches are loaded before the baseline.
+  psql -X -q -h 127.0.0.1 -p "$port" -U pgveil_trust -d bench -c "SELECT 1" >/dev/null
+  local before; before=$(rss_kb "$VEIL_PID")
+  pgbench -n -c "$N" -j 2 -T 25 -f "$DIR/idle.sql" -h 127.0.0.1 -p "$port" -U pgveil_trust bench >"$DIR/pgbench.log" 2>&1 &
+  local bench=$!
+  local open=0
+  for _ in $(seq 600); do
+    open=$(curl -s "http://127.0.0.1:$(sed -n 's/.*admin endpoint listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$DIR/pgveil.log")/metrics" |
+      awk '/^pgveil_connections_active / {print $2}')
+    [[ "${open:-0}" -ge "$N" ]] && break
+    sleep 0.1
+  done
+  sleep 2
+  local during; during=$(rss_kb "$VEIL_PID")
+  wait "$bench" || { echo "pgbench failed:"; tail -5 "$DIR/pgbench.log"; }
+  printf '%-10s %6s idle sessions: RSS %6.1f MB (%6.1f MB before), %5.1f KB per session\n' "$1" "$open" \
+    "$(echo "$during / 1024" | bc -l)" "$(echo "$before / 1024" | bc -l)" "$(echo "($during - $before) / $N" | bc -l)"
+  kill "$VEIL_PID"; wait "$VEIL_PID" 2>/dev/null || true; VEIL_PID=
+}
+measure masked "$DIR/pgveil.yaml"
+sed -e 's/^  admin:$/  pgveil_trust:\n    unmasked: true\n  admin:/' -e 's/exempt: \[admin\]/exempt: [admin, pgveil_trust]/' "$DIR/pgveil.yaml" >"$DIR/unmasked.yaml"
+measure unmasked "$DIR/unmasked.yaml"
