@@ -14,6 +14,9 @@ port, mode = sys.argv[1], sys.argv[2]
 root = pathlib.Path(__file__).resolve().parent.parent
 y = (root / "examples" / "pgveil.yaml").read_text()
 y = y.replace("port: 54320", f"port: {port}")
+# Plaintext to the server, as pgbouncer's default (server_tls_sslmode = disable): the same work
+# for both proxies, and PostgreSQL (sharing the cores) does not encrypt for one of them only.
+y = y.replace("  tls: prefer ", "  tls: disable")
 y = y.replace("listen: 127.0.0.1:6432", "listen: 127.0.0.1:0").replace("listen: 127.0.0.1:9930", "listen: 127.0.0.1:0")
 # Drop every role's limits block (and `limits: {}`), and the canaries.
 y = re.sub(r"\n    limits: \{\}[^\n]*", "", y)

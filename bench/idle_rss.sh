@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # pgveil's resident memory with N idle client connections (default 1000), each with its
 # upstream connection, for a masked role (the inspecting flow) and for an unmasked one (the
-# byte relay). Loopback only; the idle clients are pgbench clients sleeping in a script.
+# byte relay), with the upstream over TLS (the demo's `tls: prefer`) and without. Loopback
+# only; the idle clients are pgbench clients sleeping in a script.
 #   N=1000 bench/idle_rss.sh
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -55,3 +56,8 @@ measure() {  # label config
 measure masked "$DIR/pgveil.yaml"
 sed -e 's/^  admin:$/  pgveil_trust:\n    unmasked: true\n  admin:/' -e 's/exempt: \[admin\]/exempt: [admin, pgveil_trust]/' "$DIR/pgveil.yaml" >"$DIR/unmasked.yaml"
 measure unmasked "$DIR/unmasked.yaml"
+sed 's/^  tls: prefer /  tls: disable/' "$DIR/pgveil.yaml" >"$DIR/masked-plain.yaml"
+sed 's/^  tls: prefer /  tls: disable/' "$DIR/unmasked.yaml" >"$DIR/unmasked-plain.yaml"
+echo "upstream without TLS:"
+measure masked "$DIR/masked-plain.yaml"
+measure unmasked "$DIR/unmasked-plain.yaml"
