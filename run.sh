@@ -40,6 +40,11 @@ pgveil demo is up.
     psql "host=127.0.0.1 port=6432 dbname=clinic user=intern   password=intern"
     psql "host=127.0.0.1 port=6432 dbname=clinic user=app      password=app"
   Try: SELECT full_name, email, phone FROM patients LIMIT 5;
+  Limits: as intern, SELECT id FROM patients LIMIT 5000 is cut at 1,000 rows (with a warning).
+  Canary: patient 4242 is the planted record; reading it (SELECT * FROM patients WHERE id = 4242)
+  ends the session and locks the role out for 5 minutes.
+  Admin endpoint: curl http://127.0.0.1:9930/metrics   (also /healthz, /sessions)
+  Reload the configuration: kill -HUP \$(pgrep -f 'pgveil --config examples/pgveil.yaml')
   Press Ctrl-C to stop.
 
 TXT

@@ -56,6 +56,8 @@ void roleSeries(std::string& out, SharedState& shared) {
          [](const RoleCounters& c) { return c.bytesForwarded.load(); });
   family("pgveil_role_rows_masked_total", "Rows rewritten by masking, by policy role.",
          [](const RoleCounters& c) { return c.rowsMasked.load(); });
+  family("pgveil_role_bytes_masked_total", "Bytes of rows rewritten by masking (as the server sent them), by policy role.",
+         [](const RoleCounters& c) { return c.bytesMasked.load(); });
   family("pgveil_role_limit_breaches_total", "Results stopped or truncated by a limit, by policy role.",
          [](const RoleCounters& c) { return c.breaches.load(); });
   out += "# HELP pgveil_role_queries_total Statements of inspected sessions by verdict (allowed, refused by the gate, "

@@ -88,7 +88,7 @@ bool MaskedFlow::serverNeedsWhole(char type) const {
   return true;
 }
 
-void MaskedFlow::refreshSnapshot() {
+bool MaskedFlow::refreshSnapshot() {
   // Sessions pick up a newer catalog snapshot and newer rules (SIGHUP) between statements.
   auto current = shared_.catalogs->current(identity_.database);
   if (current && current != catalog_) {
@@ -96,11 +96,37 @@ void MaskedFlow::refreshSnapshot() {
     classification_ = shared_.classificationFor(*rules_, catalog_);
     contextKey_ = masking::AnalysisCache::contextKey(catalog_->generation(), searchPathKey_);
   }
-  if (shared_.rulesGeneration.load(std::memory_order_acquire) != rules_->generation) {
-    rules_ = shared_.rules();
-    policy_ = rules_->policies->forRole(identity_.user, catalog_.get(), identity_.certificateCn);
-    applyRules();
+  if (shared_.rulesGeneration.load(std::memory_order_acquire) == rules_->generation) return true;
+  auto next = shared_.rules();
+  auto policy = next->policies->forRole(identity_.user, catalog_.get(), identity_.certificateCn);
+  const std::string oldRole = policy_->role();
+  const std::string newRole = policy->role();
+  auto endSession = [&](const char* why) {
+    spdlog::warn("session {} ended by a configuration reload: {} (user \"{}\", role policy {} -> {})", identity_.sessionId,
+                 why, logSafe(identity_.user), oldRole, newRole);
+    fatalCode_ = protocol::sqlstate::kAdminShutdown;
+    fatalMessage_ = "terminating connection due to administrator command: pgveil's configuration was reloaded and "
+                    "this session cannot continue under the new rules; reconnect";
+    return false;
+  };
+  // What was allowed under an unmasked policy (startup parameters, SET of how SQL is read,
+  // statements prepared without the gate) cannot be checked after the fact.
+  if (policy->role() != policy_->role() || (!masked_ && !policy->unmasked())) return endSession("the role's policy changed");
+  rules_ = std::move(next);
+  policy_ = std::move(policy);
+  applyRules();
+  if (!masked_) return true;
+  // Statements prepared earlier are gated again under the new rules; result plans of open
+  // portals and cursors were made under the old ones.
+  if (!portals_.empty() || !cursors_.empty()) return endSession("portals or cursors were open");
+  for (const auto* prepared : {&statements_, &sqlPrepared_}) {
+    for (const auto& [name, p] : *prepared) {
+      if (p.analysis && !masking::gate(*p.analysis, *policy_, *classification_, *catalog_).allowed) {
+        return endSession("a prepared statement is no longer allowed");
+      }
+    }
   }
+  return true;
 }
 
 std::shared_ptr<const masking::Analysis> MaskedFlow::analyze(std::string_view sql) {
@@ -292,6 +318,16 @@ void MaskedFlow::flushWindow() {
   pendingBytes_ = 0;
 }
 
+// Within 64 rows or 64 KB of a window limit every row is checked against the shared totals.
+bool MaskedFlow::nearWindowLimit() const {
+  const auto& l = *limits_;
+  auto near = [](std::uint64_t max, std::uint64_t used, std::uint64_t margin) { return max && used + margin >= max; };
+  return near(l.rowsPerWindow, roleWindow_.rows + pendingRows_, 64) ||
+         near(l.bytesPerWindow, roleWindow_.bytes + pendingBytes_, 64 << 10) ||
+         near(l.rowsPerWindowPerClient, clientWindow_.rows + pendingRows_, 64) ||
+         near(l.bytesPerWindowPerClient, clientWindow_.bytes + pendingBytes_, 64 << 10);
+}
+
 void MaskedFlow::flushDistinct() {
   if (!distinct_ || !distinctPending_) return;
   const auto& cfg = rules_->config->exfiltration;
@@ -345,7 +381,7 @@ MaskedFlow::Admit MaskedFlow::admitRow(std::string_view payload, std::size_t byt
   sessionBytes_ += bytes;
   ++pendingRows_;
   pendingBytes_ += bytes;
-  if (l.windowed() && pendingRows_ >= 64) flushWindow();
+  if (l.windowed() && (pendingRows_ >= 64 || nearWindowLimit())) flushWindow();
   const char* breached = nullptr;
   std::uint64_t limit = 0;
   auto over = [&](const char* name, std::uint64_t max, std::uint64_t value) {
@@ -395,9 +431,21 @@ MaskedFlow::Admit MaskedFlow::admitRow(std::string_view payload, std::size_t byt
                                  .hint = "Ask for fewer rows (WHERE, LIMIT) or have the role's limits raised."});
   out.commitOwned(mark);
   discardUntilReady_ = true;
-  cancelWanted_ = true;
+  // The cancel could hit work the client queued behind this statement (a pipelined Query, or
+  // messages after the next Sync): then the rest of the result is drained instead.
+  cancelWanted_ = !workQueuedBehind();
   copying_ = false;
   return Admit::Drop;
+}
+
+bool MaskedFlow::workQueuedBehind() const {
+  bool syncSeen = false;
+  for (std::size_t i = 1; i < expects_.size(); ++i) {
+    const auto kind = expects_[i].kind;
+    if (syncSeen || expects_.front().kind == Expect::SimpleQuery) return true;
+    if (kind == Expect::Sync) syncSeen = true;
+  }
+  return false;
 }
 
 void MaskedFlow::endOfResult() {
@@ -417,7 +465,10 @@ void MaskedFlow::completeResult(const protocol::Message& m, OutBatch& out) {
   }
   std::string tag(m.payload.substr(0, m.payload.find('\0')));
   auto space = tag.rfind(' ');
-  if (space != std::string::npos && tag.find_first_not_of("0123456789", space + 1) == std::string::npos) {
+  // SELECT and FETCH count the rows returned; INSERT/UPDATE/DELETE ... RETURNING count the rows
+  // changed, which truncation does not change.
+  bool counted = tag.rfind("SELECT ", 0) == 0 || tag.rfind("FETCH ", 0) == 0;
+  if (counted && space != std::string::npos && tag.find_first_not_of("0123456789", space + 1) == std::string::npos) {
     tag = tag.substr(0, space + 1) + std::to_string(c.forwarded);
   }
   auto mark = out.owned().size();
@@ -446,10 +497,13 @@ void MaskedFlow::refuse(OutBatch& out, char type, std::string_view statementName
   auto mark = out.owned().size();
   protocol::MessageBuilder b(out.owned());
   if (type == msg::kBind) {
-    // Bound to a statement that cannot exist (26000 on the server), with no values.
+    // Two parameter format codes for no parameter: the server rejects the Bind before it looks
+    // the statement up (08P01, an ERROR), whatever statements the client prepared.
     b.begin(msg::kBind);
     b.cstring(statementName);  // the portal
     b.cstring("pgveil: statement refused");
+    b.i16(2);
+    b.i16(0);
     b.i16(0);
     b.i16(0);
     b.i16(0);
@@ -481,7 +535,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       if (!protocol::decodeQuery(m.payload, q)) {
         return malformed("Query");
       }
-      refreshSnapshot();
+      if (!refreshSnapshot()) return false;
       auto a = analyze(q.sql);
       auto v = masking::gate(*a, *policy_, *classification_, *catalog_);
       if (v.allowed) exfiltrationBlocks(*a, q.sql, v);
@@ -516,7 +570,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       if (!protocol::decodeParse(m.payload, p)) {
         return malformed("Parse");
       }
-      refreshSnapshot();
+      if (!refreshSnapshot()) return false;
       auto a = analyze(p.sql);
       auto v = masking::gate(*a, *policy_, *classification_, *catalog_);
       if (v.allowed) exfiltrationBlocks(*a, p.sql, v);
@@ -538,6 +592,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       if (!protocol::decodeBind(m.payload, b)) {
         return malformed("Bind");
       }
+      if (!refreshSnapshot()) return false;
       auto portal = std::make_shared<Portal>();
       auto it = statements_.find(std::string(b.statement));
       if (it != statements_.end()) {
@@ -675,6 +730,8 @@ void MaskedFlow::beginResult(ResultCount* count, std::shared_ptr<const masking::
   resultAnalysis_ = std::move(analysis);
   currentClassified_ = distinctOn_ && readsClassified(stmt);
   if (count->rows == 0) resultStart_ = std::chrono::steady_clock::now();
+  // Other sessions' rows, and rows that left the window, since this session last looked.
+  if (limits_->windowed()) flushWindow();
 }
 
 // Admits one row (admitRow) and counts it for the session, its role and the process. False:
@@ -711,10 +768,7 @@ bool MaskedFlow::forwardDataRow(const protocol::Message& m, const masking::Resul
     return false;
   }
   out.commitOwned(mark);
-  ++rowsMasked_;
-  shared_.rowsMasked.fetch_add(1, std::memory_order_relaxed);
-  counters_->rowsMasked.fetch_add(1, std::memory_order_relaxed);
-  if (identity_.info) identity_.info->rowsMasked.fetch_add(1, std::memory_order_relaxed);
+  countMasked(m.bytes.size());
   return true;
 }
 
@@ -1011,7 +1065,16 @@ bool MaskedFlow::forwardCopyData(const protocol::Message& m, OutBatch& out) {
   b.bytes(rebuilt);
   b.end();
   out.commitOwned(mark);
+  countMasked(m.bytes.size());
   return true;
+}
+
+void MaskedFlow::countMasked(std::size_t bytes) {
+  ++rowsMasked_;
+  shared_.rowsMasked.fetch_add(1, std::memory_order_relaxed);
+  counters_->rowsMasked.fetch_add(1, std::memory_order_relaxed);
+  counters_->bytesMasked.fetch_add(bytes, std::memory_order_relaxed);
+  if (identity_.info) identity_.info->rowsMasked.fetch_add(1, std::memory_order_relaxed);
 }
 
 void MaskedFlow::rollbackToConfirmed() {
@@ -1066,8 +1129,19 @@ bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
   // what concerns the session rather than the query.
   switch (m.type) {
     case msg::kReadyForQuery:
+      // The statement is over: a cancel not sent yet is no longer needed.
       discardUntilReady_ = false;
+      cancelWanted_ = false;
       return handleServerMessage(m, out);
+    case msg::kErrorResponse: {
+      // A FATAL from the server still reaches the client.
+      protocol::ErrorMsg e;
+      if (protocol::decodeError(m.payload, e) && (e.field('S') == "FATAL" || e.field('S') == "PANIC")) {
+        return handleServerMessage(m, out);
+      }
+      OutBatch sink;
+      return handleServerMessage(m, sink);
+    }
     case msg::kDataRow:
     case msg::kCopyData:
       return true;

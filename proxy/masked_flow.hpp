@@ -98,7 +98,11 @@ class MaskedFlow {
   enum class CopyFormat { Text, Csv, Binary };
 
   std::shared_ptr<const masking::Analysis> analyze(std::string_view sql);
-  void refreshSnapshot();
+  // Picks up a newer catalog and newer rules; false (fatalCode_ set) when the session cannot go
+  // on under the new rules.
+  bool refreshSnapshot();
+  bool nearWindowLimit() const;
+  bool workQueuedBehind() const;
   void trackStatement(const std::shared_ptr<const masking::Analysis>& a, const masking::StatementAnalysis& s);
   void rollbackToConfirmed();
   bool expectFront(Expect kind);
@@ -125,6 +129,7 @@ class MaskedFlow {
                    const masking::StatementAnalysis* stmt);
   void flushDistinct();
   bool admit(const protocol::Message& m, OutBatch& out, bool& result);
+  void countMasked(std::size_t bytes);
   bool handleServerMessage(const protocol::Message& m, OutBatch& out);
   void endOfResult();
   // At a result's CommandComplete: appends it (rewritten when the result was truncated).

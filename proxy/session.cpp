@@ -180,9 +180,13 @@ class Session {
   // switched mid-stream, so it is ended (fail closed) and reconnects under the new rules.
   void onReload(const Rules& rules) {
     if (flow_ || !authenticated_ || !info_) return;
-    std::shared_ptr<const masking::Policy> p = rules.policies->forRole(user_, catalog_.get(), client_.peerCommonName());
-    bool plainBefore = !policy_ || (policy_->unmasked());
-    if (plainBefore && !rules.policies->config().classify.empty() && rules.needsInspection(*p, user_)) {
+    std::string cn = client_.peerCommonName();
+    std::shared_ptr<const masking::Policy> p = rules.policies->forRole(user_, catalog_.get(), cn);
+    const auto& cfg = rules.policies->config();
+    // Without a catalog group membership is unknown: only a role named in the rules (or mapped
+    // from its certificate) can be judged; any other plain session is ended when masking is on.
+    bool judged = catalog_ || cfg.roles.count(user_) > 0 || (!cn.empty() && cfg.clientCertRoles.count(cn) > 0);
+    if (!cfg.classify.empty() && (!judged || rules.needsInspection(*p, user_))) {
       spdlog::warn("session {} ended by a configuration reload: user \"{}\" is now inspected (role policy {})", id_,
                    logSafe(user_), p->role());
       reloadEnded_ = true;
@@ -196,6 +200,11 @@ class Session {
   asio::awaitable<void> forwardCancel(std::int32_t pid, std::int32_t key);
   asio::awaitable<void> sendCancel(std::int32_t pid, std::int32_t key);
   asio::awaitable<void> cancelAfterBreach();
+
+ public:
+  asio::awaitable<void> waitForCancels();
+
+ private:
   asio::awaitable<bool> connectUpstream();
   asio::awaitable<bool> authenticate(const protocol::StartupPacket& sp);
   asio::awaitable<bool> choosePolicy(const protocol::StartupPacket& sp);
@@ -255,7 +264,8 @@ class Session {
   std::optional<asio::steady_timer> cancelDone_;
   // When each Query/Sync/FunctionCall went upstream, for the latency histogram (one
   // ReadyForQuery answers each).
-  std::deque<std::chrono::steady_clock::time_point> pendingQueries_;
+  std::deque<std::pair<char, std::chrono::steady_clock::time_point>> pendingQueries_;
+  bool copyIn_ = false;  // the server is in COPY FROM STDIN: it ignores Sync
 };
 
 std::string Session::encodeFatal(const char* code, std::string_view message) const {
@@ -322,12 +332,6 @@ asio::awaitable<void> Session::run() {
   }
   if (server_) server_->close();
   client_.close();
-  // A CancelRequest sent after a breach refers to this session: it ends before the session does
-  // (each is bounded by the upstream connect timeout).
-  while (cancelsInFlight_ > 0) {
-    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(10));
-    co_await t.async_wait(kUse);
-  }
   logClose();
 }
 
@@ -472,6 +476,13 @@ asio::awaitable<bool> Session::startupPhase() {
     std::lock_guard lock(shared_.sessionsMutex);
     shared_.sessionInfos[id_] = info_;
   }
+  if (rules_ && shared_.rulesGeneration.load() != rules_->generation) {
+    // Reloaded while this session was authenticating: its policy was chosen under the old rules.
+    reason_ = CloseReason::Shutdown;
+    co_await fatalToClient(sqlstate::kAdminShutdown, "terminating connection due to administrator command: pgveil's "
+                                                     "configuration was reloaded during start-up; reconnect");
+    co_return false;
+  }
   co_return true;
 }
 
@@ -547,11 +558,30 @@ asio::awaitable<void> Session::forwardCancel(std::int32_t pid, std::int32_t key)
 }
 
 asio::awaitable<void> Session::cancelAfterBreach() {
+  // Counted down however this ends (the client side and the session's end wait for it).
+  struct Done {
+    Session& s;
+    ~Done() {
+      if (--s.cancelsInFlight_ == 0 && s.cancelDone_) s.cancelDone_->cancel();
+    }
+  } done{*this};
   if (backendKey_) {
-    co_await sendCancel(backendKey_->first, backendKey_->second);
-    spdlog::info("session {} cancelled its query upstream after a limit breach", id_);
+    try {
+      co_await sendCancel(backendKey_->first, backendKey_->second);
+      spdlog::info("session {} cancelled its query upstream after a limit breach", id_);
+    } catch (const std::exception& e) {
+      spdlog::warn("session {} could not cancel its query upstream: {}", id_, e.what());
+    }
   }
-  if (--cancelsInFlight_ == 0 && cancelDone_) cancelDone_->cancel();
+}
+
+// A CancelRequest sent after a breach refers to this session: it ends before the session does
+// (each is bounded by the upstream connect timeout).
+asio::awaitable<void> Session::waitForCancels() {
+  while (cancelsInFlight_ > 0) {
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(10));
+    co_await t.async_wait(kUse);
+  }
 }
 
 // Sends a CancelRequest on a new upstream connection and waits until the server has handled it.
@@ -559,10 +589,12 @@ asio::awaitable<void> Session::sendCancel(std::int32_t pid, std::int32_t key) {
   auto exec = co_await asio::this_coro::executor;
   const auto& up = config_->upstream;
   tcp::resolver resolver(exec);
-  auto [rec, results] = co_await resolver.async_resolve(up.host, std::to_string(up.port), kUse);
-  if (rec) co_return;
-  tcp::socket sock(exec);
   asio::steady_timer timer(exec, up.connectTimeout);
+  auto resolved = co_await (resolver.async_resolve(up.host, std::to_string(up.port), kUse) || timer.async_wait(kUse));
+  if (resolved.index() != 0 || std::get<0>(std::get<0>(resolved))) co_return;
+  auto results = std::get<1>(std::get<0>(resolved));
+  tcp::socket sock(exec);
+  timer.expires_after(up.connectTimeout);
   auto r = co_await (asio::async_connect(sock, results, kUse) || timer.async_wait(kUse));
   if (r.index() != 0 || std::get<0>(std::get<0>(r))) co_return;
   Stream s(std::move(sock));
@@ -806,10 +838,12 @@ bool Session::scanClient(OutBatch& out, bool& terminated) {
       return false;
     }
     if (data.size() >= h.total()) {
-      if (h.type == msg::kQuery || h.type == msg::kSync || h.type == msg::kFunctionCall) {
+      if (h.type == msg::kQuery || (h.type == msg::kSync && !copyIn_) || h.type == msg::kFunctionCall) {
         if (pendingQueries_.size() >= 4096) pendingQueries_.pop_front();
-        pendingQueries_.push_back(std::chrono::steady_clock::now());
+        pendingQueries_.emplace_back(h.type, std::chrono::steady_clock::now());
         if (info_) info_->state.store('A', std::memory_order_relaxed);
+      } else if (h.type == msg::kCopyDone || h.type == msg::kCopyFail) {
+        copyIn_ = false;
       }
       if (flow_) {
         Message m{h.type, data.substr(protocol::kHeaderSize, h.payloadSize()), data.substr(0, h.total())};
@@ -863,9 +897,14 @@ bool Session::scanServer(OutBatch& out) {
         txStatus_ = data[5];
         if (info_) info_->state.store(txStatus_, std::memory_order_relaxed);
         if (!pendingQueries_.empty()) {
-          shared_.queryLatency.observe(std::chrono::steady_clock::now() - pendingQueries_.front());
+          shared_.queryLatency.observe(std::chrono::steady_clock::now() - pendingQueries_.front().second);
           pendingQueries_.pop_front();
         }
+      } else if (h.type == msg::kCopyInResponse) {
+        // Syncs sent after the COPY's Execute are ignored by the server (no ReadyForQuery):
+        // every Sync still waiting was sent after it (earlier batches are answered by now).
+        copyIn_ = true;
+        std::erase_if(pendingQueries_, [](const auto& q) { return q.first == msg::kSync; });
       }
       if (flow_) {
         Message m{h.type, data.substr(protocol::kHeaderSize, h.payloadSize()), data.substr(0, h.total())};
@@ -998,6 +1037,7 @@ asio::awaitable<void> runSession(SharedState& shared, Worker& worker, tcp::socke
   } catch (const std::exception& e) {
     spdlog::error("session ended by an internal error: {}", e.what());
   }
+  co_await session.waitForCancels();  // never destroy the session under its cancel coroutine
 }
 
 void reloadSessions(Worker& worker, const std::shared_ptr<const Rules>& rules) {

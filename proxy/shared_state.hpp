@@ -71,6 +71,7 @@ struct RoleCounters {
   std::atomic<std::uint64_t> rowsForwarded{0};
   std::atomic<std::uint64_t> bytesForwarded{0};
   std::atomic<std::uint64_t> rowsMasked{0};
+  std::atomic<std::uint64_t> bytesMasked{0};     // size of the rows as the server sent them
   std::atomic<std::uint64_t> queriesAllowed{0};
   std::atomic<std::uint64_t> queriesRefused{0};   // gate refusals
   std::atomic<std::uint64_t> queriesBlocked{0};   // exfiltration blocks

@@ -485,6 +485,8 @@ TEST_F(LimitsTest, MetricsPerRoleLatencyAndBreaches) {
   EXPECT_GE(m["pgveil_role_rows_forwarded_total{role=\"support\"}"], 150);
   EXPECT_GE(m["pgveil_role_rows_masked_total{role=\"support\"}"], 50);
   EXPECT_GE(m["pgveil_role_bytes_forwarded_total{role=\"support\"}"], 1000);
+  EXPECT_GE(m["pgveil_role_bytes_masked_total{role=\"support\"}"], 50 * 20);
+  EXPECT_LE(m["pgveil_role_bytes_masked_total{role=\"support\"}"], m["pgveil_role_bytes_forwarded_total{role=\"support\"}"]);
   EXPECT_EQ(m["pgveil_role_limit_breaches_total{role=\"support\"}"], 1);
   EXPECT_GE(m["pgveil_role_queries_total{role=\"support\",verdict=\"allowed\"}"], 2);
   EXPECT_EQ(m["pgveil_role_queries_total{role=\"support\",verdict=\"refused\"}"], 1);
@@ -536,6 +538,49 @@ TEST_F(LimitsTest, ReloadAppliesValidConfigToOpenSessionsAndRejectsInvalidOne) {
   EXPECT_NE(scalar(admin.get(), "SELECT 1"), "1");
   auto admin2 = connect(conninfo(proxy.port(), "admin"));
   EXPECT_EQ(scalar(admin2.get(), "SELECT email FROM patients WHERE id = 1"), "linda.wilson1@example.org");
+}
+
+TEST_F(LimitsTest, ReloadReachesPreparedStatementsAndEndsSessionsItCannotCarryOver) {
+  auto y = demoConfigForTests();
+  replaceIn(y, "  admin:\n    unmasked: true\n    limits: {}", "  admin:\n    unmasked: true\n    limits:\n      rows_per_query: 100000");
+  Proxy proxy(Proxy::Raw{}, y);
+  // analyst may use classified columns in conditions; a reload takes that away.
+  auto analyst = connect(conninfo(proxy.port(), "analyst"));
+  PgResult prep(PQprepare(analyst.get(), "by_email", "SELECT id FROM patients WHERE email LIKE $1", 1, nullptr));
+  ASSERT_EQ(PQresultStatus(prep.get()), PGRES_COMMAND_OK) << errorOf(prep.get());
+  const char* like[] = {"linda.wilson1@%"};
+  PgResult r(PQexecPrepared(analyst.get(), "by_email", 1, like, nullptr, nullptr, 0));
+  EXPECT_EQ(PQntuples(r.get()), 1) << errorOf(r.get());
+  // support sees partial emails through a statement prepared before the reload.
+  auto support = connect(conninfo(proxy.port(), "support"));
+  PgResult sp(PQprepare(support.get(), "email_of", "SELECT email FROM patients WHERE id = $1::int", 1, nullptr));
+  const char* one[] = {"1"};
+  r.reset(PQexecPrepared(support.get(), "email_of", 1, one, nullptr, nullptr, 0));
+  EXPECT_STREQ(PQgetvalue(r.get(), 0, 0), "l***@example.org");
+  // admin is unmasked but inspected (it has limits).
+  auto admin = connect(conninfo(proxy.port(), "admin"));
+  EXPECT_EQ(scalar(admin.get(), "SELECT email FROM patients WHERE id = 1"), "linda.wilson1@example.org");
+
+  auto next = y;
+  replaceIn(next, "  analyst:\n    use_in_sql: allow", "  analyst:\n    use_in_sql: refuse");
+  replaceIn(next, "      email: partial_email", "      email: fixed('hidden')");
+  replaceIn(next, "  admin:\n    unmasked: true\n", "  admin:\n    mask:\n      \"*\": redact\n");
+  proxy.reload(next);
+  ASSERT_TRUE(proxy.waitForLog("configuration reloaded")) << proxy.log();
+  // Bind/Execute only: the new masking applies.
+  r.reset(PQexecPrepared(support.get(), "email_of", 1, one, nullptr, nullptr, 0));
+  EXPECT_STREQ(PQgetvalue(r.get(), 0, 0), "hidden") << errorOf(r.get());
+  // A statement prepared under the old rules that the new ones refuse ends the session.
+  r.reset(PQexecPrepared(analyst.get(), "by_email", 1, like, nullptr, nullptr, 0));
+  EXPECT_NE(PQresultStatus(r.get()), PGRES_TUPLES_OK);
+  EXPECT_EQ(PQstatus(analyst.get()), CONNECTION_BAD);
+  // A role that became masked cannot carry over what it did unmasked: its session ends.
+  auto v = scalar(admin.get(), "SELECT email FROM patients WHERE id = 1");
+  EXPECT_NE(v, "linda.wilson1@example.org");
+  EXPECT_EQ(PQstatus(admin.get()), CONNECTION_BAD) << v;
+  auto admin2 = connect(conninfo(proxy.port(), "admin"));
+  ASSERT_EQ(PQstatus(admin2.get()), CONNECTION_OK) << PQerrorMessage(admin2.get()) << proxy.log();
+  EXPECT_EQ(scalar(admin2.get(), "SELECT email FROM patients WHERE id = 1"), "***");
 }
 
 }  // namespace
