@@ -1,43 +1,93 @@
 #include "proxy/stream.hpp"
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/read.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
 
 namespace pgveil::proxy {
 
 namespace {
 constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
+
+error_code sslError(unsigned long e) {
+  return error_code(static_cast<int>(e), asio::error::get_ssl_category());
 }
+}  // namespace
 
 Stream::Stream(tcp::socket socket) : socket_(std::move(socket)) {}
 
-Stream::~Stream() = default;
+Stream::Stream(Stream&& other) noexcept
+    : socket_(std::move(other.socket_)), ssl_(std::exchange(other.ssl_, nullptr)), coalesce_(std::move(other.coalesce_)) {}
+
+Stream::~Stream() {
+  if (ssl_) SSL_free(ssl_);
+}
+
+// OpenSSL reads and writes the non-blocking socket itself; when it would block, wait until
+// the socket is ready in the direction it asks for, then call it again. The read and the
+// write coroutines of a session never run an SSL call at the same time (one thread).
+template <typename Op>
+asio::awaitable<error_code> Stream::tlsCall(Op op) {
+  for (;;) {
+    ERR_clear_error();
+    errno = 0;
+    int r = op();
+    if (r > 0) co_return error_code{};
+    int err = SSL_get_error(ssl_, r);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+      auto [ec] = co_await socket_.async_wait(err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write,
+                                              kUse);
+      if (ec) co_return ec;
+      continue;
+    }
+    if (err == SSL_ERROR_ZERO_RETURN) co_return asio::error::eof;  // close_notify
+    if (err == SSL_ERROR_SYSCALL) {
+      auto e = ERR_get_error();
+      if (e) co_return sslError(e);
+      // EOF without close_notify (errno 0), or a socket error.
+      if (errno != 0 && errno != EAGAIN) co_return error_code(errno, asio::error::get_system_category());
+      co_return asio::ssl::error::stream_truncated;
+    }
+    auto e = ERR_get_error();
+    // OpenSSL 3 reports a peer that closed without close_notify as an SSL error.
+    if (!e || ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) co_return asio::ssl::error::stream_truncated;
+    co_return sslError(e);
+  }
+}
 
 asio::awaitable<std::pair<error_code, std::size_t>> Stream::readSome(char* data, std::size_t size) {
-  auto buf = asio::buffer(data, size);
-  if (tls_) {
-    auto [ec, n] = co_await tls_->async_read_some(buf, kUse);
+  if (ssl_) {
+    std::size_t n = 0;
+    auto ec = co_await tlsCall([&] { return SSL_read_ex(ssl_, data, size, &n); });
     co_return std::pair{ec, n};
   }
-  auto [ec, n] = co_await socket_.async_read_some(buf, kUse);
+  auto [ec, n] = co_await socket_.async_read_some(asio::buffer(data, size), kUse);
   co_return std::pair{ec, n};
 }
 
 asio::awaitable<error_code> Stream::writeAll(std::span<const asio::const_buffer> buffers) {
-  if (tls_) {
+  if (ssl_) {
+    std::string_view all;
     if (buffers.size() == 1) {
-      auto [ec, n] = co_await asio::async_write(*tls_, asio::buffer(buffers[0]), kUse);
-      co_return ec;
+      all = {static_cast<const char*>(buffers[0].data()), buffers[0].size()};
+    } else {
+      coalesce_.clear();
+      for (const auto& b : buffers) coalesce_.append(static_cast<const char*>(b.data()), b.size());
+      all = coalesce_;
     }
-    coalesce_.clear();
-    for (const auto& b : buffers) coalesce_.append(static_cast<const char*>(b.data()), b.size());
-    auto [ec, n] = co_await asio::async_write(*tls_, asio::buffer(coalesce_), kUse);
+    error_code ec;
+    while (!all.empty() && !ec) {
+      std::size_t n = 0;
+      ec = co_await tlsCall([&] { return SSL_write_ex(ssl_, all.data(), all.size(), &n); });
+      all.remove_prefix(ec ? all.size() : n);
+    }
     if (coalesce_.capacity() > (256u << 10)) std::string().swap(coalesce_);
     co_return ec;
   }
@@ -52,23 +102,38 @@ asio::awaitable<error_code> Stream::writeAll(std::string_view data) {
 
 asio::awaitable<error_code> Stream::startTls(asio::ssl::context& ctx, asio::ssl::stream_base::handshake_type type,
                                              const std::string& serverName, bool verifyHost) {
-  tls_ = std::make_unique<asio::ssl::stream<tcp::socket>>(std::move(socket_), ctx);
-  if (type == asio::ssl::stream_base::client && !serverName.empty()) {
-    // SNI only for names, not for literal addresses (RFC 6066, section 3).
-    error_code ignored;
-    (void)asio::ip::make_address(serverName, ignored);
-    if (ignored) SSL_set_tlsext_host_name(tls_->native_handle(), serverName.c_str());
-    if (verifyHost) tls_->set_verify_callback(asio::ssl::host_name_verification(serverName));
+  error_code ec;
+  socket_.non_blocking(true, ec);
+  if (ec) co_return ec;
+  ssl_ = SSL_new(ctx.native_handle());
+  if (!ssl_ || SSL_set_fd(ssl_, static_cast<int>(socket_.native_handle())) != 1) co_return sslError(ERR_get_error());
+  // Partial writes and a retried write from the same (moved) buffer, as the loop above does.
+  SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+  if (type == asio::ssl::stream_base::client) {
+    SSL_set_connect_state(ssl_);
+    if (!serverName.empty()) {
+      error_code notAddress;
+      (void)asio::ip::make_address(serverName, notAddress);
+      // SNI only for names, not for literal addresses (RFC 6066, section 3).
+      if (notAddress) SSL_set_tlsext_host_name(ssl_, serverName.c_str());
+      if (verifyHost) {
+        auto* param = SSL_get0_param(ssl_);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        int ok = notAddress ? X509_VERIFY_PARAM_set1_host(param, serverName.c_str(), 0)
+                            : X509_VERIFY_PARAM_set1_ip_asc(param, serverName.c_str());
+        if (ok != 1) co_return sslError(ERR_get_error());
+      }
+    }
+  } else {
+    SSL_set_accept_state(ssl_);
   }
-  auto [ec] = co_await tls_->async_handshake(type, kUse);
-  co_return ec;
+  co_return co_await tlsCall([&] { return SSL_do_handshake(ssl_); });
 }
 
 std::string Stream::peerCommonName() {
-  if (!tls_) return {};
-  SSL* ssl = tls_->native_handle();
-  if (SSL_get_verify_result(ssl) != X509_V_OK) return {};
-  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (!ssl_) return {};
+  if (SSL_get_verify_result(ssl_) != X509_V_OK) return {};
+  X509* cert = SSL_get1_peer_certificate(ssl_);
   if (!cert) return {};
   char buf[256] = {};
   int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof buf);
@@ -78,18 +143,23 @@ std::string Stream::peerCommonName() {
 
 void Stream::cancel() {
   error_code ignored;
-  socket().cancel(ignored);
+  socket_.cancel(ignored);
 }
 
 void Stream::shutdownSend() {
+  // TLS: close_notify first (best effort, non-blocking), then the TCP half-close.
+  if (ssl_) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_);
+  }
   error_code ignored;
-  socket().shutdown(tcp::socket::shutdown_send, ignored);
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
 }
 
 void Stream::close() {
   error_code ignored;
-  socket().shutdown(tcp::socket::shutdown_both, ignored);
-  socket().close(ignored);
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
 }
 
 }  // namespace pgveil::proxy

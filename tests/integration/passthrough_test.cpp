@@ -2,6 +2,8 @@
 // both directly and through a pgveil child process and compares what the client sees.
 
 #include <gtest/gtest.h>
+
+#include <cstring>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -417,6 +419,37 @@ TEST_F(TlsTest, UpstreamRequireAndBothSides) {
   auto plain = connect(conninfo(proxy.port(), "admin", "clinic", "sslmode=disable"));
   ASSERT_EQ(PQstatus(plain.get()), CONNECTION_OK) << PQerrorMessage(plain.get());
   EXPECT_EQ(scalar(plain.get(), "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"), "t");
+}
+
+TEST_F(TlsTest, LargeResultsAndCopyInOverTlsOnBothSides) {
+  Proxy proxy(certYaml() + upstreamYaml("require"), false);
+  auto c = connect(conninfo(proxy.port(), "pgveil_md5", "clinic", "sslmode=require"));
+  ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
+  auto d = connect(conninfo(Cluster::get().port, "pgveil_md5", "clinic", "sslmode=disable"));
+  // Many records each way: partial writes and reads across TLS record boundaries.
+  const std::string sql = "SELECT md5(g::text) || repeat('x', g % 3000) FROM generate_series(1, 20000) g";
+  auto viaProxy = exec(c.get(), sql);
+  auto viaDirect = exec(d.get(), sql);
+  ASSERT_EQ(PQresultStatus(viaProxy.get()), PGRES_TUPLES_OK) << PQerrorMessage(c.get());
+  ASSERT_EQ(PQntuples(viaProxy.get()), 20000);
+  for (int i = 0; i < 20000; i += 997) {
+    ASSERT_STREQ(PQgetvalue(viaProxy.get(), i, 0), PQgetvalue(viaDirect.get(), i, 0)) << i;
+  }
+  EXPECT_EQ(scalar(c.get(), "SELECT length(repeat('y', 3000000))"), "3000000");
+  auto big = exec(c.get(), "SELECT repeat('z', 3000000)");
+  EXPECT_EQ(std::strlen(PQgetvalue(big.get(), 0, 0)), 3000000u);
+  // COPY IN of 2 MB over TLS.
+  exec(c.get(), "CREATE TEMP TABLE tls_in (v text)");
+  auto r = exec(c.get(), "COPY tls_in FROM STDIN");
+  ASSERT_EQ(PQresultStatus(r.get()), PGRES_COPY_IN);
+  std::string line(999, 'q');
+  line += "\n";
+  for (int i = 0; i < 2000; ++i) ASSERT_EQ(PQputCopyData(c.get(), line.data(), static_cast<int>(line.size())), 1);
+  ASSERT_EQ(PQputCopyEnd(c.get(), nullptr), 1);
+  r.reset(PQgetResult(c.get()));
+  EXPECT_EQ(PQresultStatus(r.get()), PGRES_COMMAND_OK) << PQerrorMessage(c.get());
+  while (auto* extra = PQgetResult(c.get())) PQclear(extra);
+  EXPECT_EQ(scalar(c.get(), "SELECT count(*) || ':' || sum(length(v)) FROM tls_in"), "2000:1998000");
 }
 
 TEST_F(TlsTest, UpstreamVerifyFull) {
