@@ -7,33 +7,17 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${N:-1000}
-"$ROOT/scripts/install-deps.sh" --bench
-"$ROOT/scripts/build.sh" release >/dev/null
+source "$ROOT/bench/lib.sh"
 ulimit -n "$(ulimit -Hn)"
-DIR=$(mktemp -d /tmp/pgveil-rss.XXXXXX)
-chmod 755 "$DIR"
-PG=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cleanup() {
-  [[ -n "${VEIL_PID:-}" ]] && kill "$VEIL_PID" 2>/dev/null && wait "$VEIL_PID" 2>/dev/null || true
-  "$ROOT/scripts/pg-cluster.sh" stop "$DIR"
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-PGVEIL_PG_MAX_CONNECTIONS=$((N + 100)) "$ROOT/scripts/pg-cluster.sh" start "$DIR" "$PG"
-"$ROOT/scripts/pg-cluster.sh" seed "$DIR" "$PG"
-as_pg psql -X -q -h "$DIR" -p "$PG" -U postgres -d postgres -c "CREATE ROLE pgveil_trust LOGIN" \
-  -c "CREATE DATABASE bench OWNER pgveil_trust"
+export PGVEIL_PG_MAX_CONNECTIONS=$((N + 100))
+bench_setup 1
 python3 "$ROOT/bench/bench_config.py" "$PG" plain | sed 's/max_clients: 1000/max_clients: 100000/' >"$DIR/pgveil.yaml"
 # pgveil_trust has no role entry: the default (masked) policy; a second run makes it unmasked.
-export PGVEIL_MASKING_KEY=${PGVEIL_MASKING_KEY:-bench-key-0123456789abcdef}
 printf '\\sleep 20 s\n' >"$DIR/idle.sql"
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 measure() {  # label config
-  "$ROOT/build-release/pgveil" --config "$2" 2>"$DIR/pgveil.log" &
-  VEIL_PID=$!
-  for _ in $(seq 100); do grep -q "pgveil listening on" "$DIR/pgveil.log" 2>/dev/null && break; sleep 0.05; done
-  local port; port=$(sed -n 's/.*pgveil listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$DIR/pgveil.log" | head -1)
+  start_pgveil "$2" "$DIR/pgveil.log"
+  local port=$VEIL_PORT
   # One session first, so that catalogs and caches are loaded before the baseline.
   psql -X -q -h 127.0.0.1 -p "$port" -U pgveil_trust -d bench -c "SELECT 1" >/dev/null
   local before; before=$(rss_kb "$VEIL_PID")
@@ -51,7 +35,7 @@ measure() {  # label config
   wait "$bench" || { echo "pgbench failed:"; tail -5 "$DIR/pgbench.log"; }
   printf '%-10s %6s idle sessions: RSS %6.1f MB (%6.1f MB before), %5.1f KB per session\n' "$1" "$open" \
     "$(echo "$during / 1024" | bc -l)" "$(echo "$before / 1024" | bc -l)" "$(echo "($during - $before) / $N" | bc -l)"
-  kill "$VEIL_PID"; wait "$VEIL_PID" 2>/dev/null || true; VEIL_PID=
+  kill "$VEIL_PID"; wait "$VEIL_PID" 2>/dev/null || true
 }
 sed -e 's/^  admin:$/  pgveil_trust:\n    unmasked: true\n  admin:/' -e 's/exempt: \[admin\]/exempt: [admin, pgveil_trust]/' "$DIR/pgveil.yaml" >"$DIR/unmasked.yaml"
 # bench_config.py turns upstream TLS off (as pgbouncer's default); the TLS runs turn it back on.

@@ -5,25 +5,12 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REPS=${REPS:-3}
-"$ROOT/scripts/install-deps.sh"
-"$ROOT/scripts/build.sh" release >/dev/null
-DIR=$(mktemp -d /tmp/pgveil-bench.XXXXXX)
-chmod 755 "$DIR"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cleanup() {
-  [[ -n "${PID:-}" ]] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-  "$ROOT/scripts/pg-cluster.sh" stop "$DIR"
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-"$ROOT/scripts/pg-cluster.sh" start "$DIR" "$PORT"
-"$ROOT/scripts/pg-cluster.sh" seed "$DIR" "$PORT"
+source "$ROOT/bench/lib.sh"
+bench_setup
+PORT=$PG
 python3 "$ROOT/bench/bench_config.py" "$PORT" plain >"$DIR/pgveil.yaml"
-export PGVEIL_MASKING_KEY=${PGVEIL_MASKING_KEY:-bench-key-0123456789abcdef}
-"$ROOT/build-release/pgveil" --config "$DIR/pgveil.yaml" 2>"$DIR/pgveil.log" &
-PID=$!
-for _ in $(seq 100); do grep -q "pgveil listening on" "$DIR/pgveil.log" 2>/dev/null && break; sleep 0.05; done
-PROXY=$(sed -n 's/.*pgveil listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$DIR/pgveil.log" | head -1)
+start_pgveil "$DIR/pgveil.yaml" "$DIR/pgveil.log"
+PROXY=$VEIL_PORT
 SQL="SELECT p.id, p.full_name, p.email, p.phone, p.nationality, p.created_at, g FROM patients p CROSS JOIN generate_series(1, 5) g"
 B="$ROOT/build-release/bench/rows_bench"
 declare -A best

@@ -10,31 +10,13 @@ DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-8}
 MODES=${MODES:-"simple extended prepared"}
 
-"$ROOT/scripts/install-deps.sh" --bench
-"$ROOT/scripts/build.sh" release >/dev/null
-
-DIR=$(mktemp -d /tmp/pgveil-rules.XXXXXX)
-chmod 755 "$DIR"
-PG=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-declare -A PIDS PORTS
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
-  "$ROOT/scripts/pg-cluster.sh" stop "$DIR"
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-"$ROOT/scripts/pg-cluster.sh" start "$DIR" "$PG"
-"$ROOT/scripts/pg-cluster.sh" seed "$DIR" "$PG"
-as_pg psql -X -q -h "$DIR" -p "$PG" -U postgres -d postgres -c "CREATE ROLE pgveil_trust LOGIN" -c "CREATE DATABASE bench OWNER pgveil_trust"
-pgbench -q -i -s 10 -h 127.0.0.1 -p "$PG" -U pgveil_trust bench >/dev/null 2>&1
-export PGVEIL_MASKING_KEY=${PGVEIL_MASKING_KEY:-bench-key-0123456789abcdef}
+source "$ROOT/bench/lib.sh"
+bench_setup 10
+declare -A PORTS
 for cfg in plain rules; do
   python3 "$ROOT/bench/bench_config.py" "$PG" "$cfg" >"$DIR/$cfg.yaml"
-  "$ROOT/build-release/pgveil" --config "$DIR/$cfg.yaml" 2>"$DIR/$cfg.log" &
-  PIDS[$cfg]=$!
-  for _ in $(seq 100); do grep -q "pgveil listening on" "$DIR/$cfg.log" 2>/dev/null && break; sleep 0.05; done
-  PORTS[$cfg]=$(sed -n 's/.*pgveil listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$DIR/$cfg.log" | head -1)
+  start_pgveil "$DIR/$cfg.yaml" "$DIR/$cfg.log"
+  PORTS[$cfg]=$VEIL_PORT
 done
 echo "rules_cost: $(nproc) cores, $REPS repetitions of ${DURATION}s, $CLIENTS clients"
 RAW="$DIR/raw.csv"

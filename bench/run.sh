@@ -15,41 +15,20 @@ MODES=${MODES:-"simple extended prepared"}
 OUT="$ROOT/bench/results"
 mkdir -p "$OUT"
 
-"$ROOT/scripts/install-deps.sh" --bench
-"$ROOT/scripts/build.sh" release >/dev/null
 B="$ROOT/build-release/bench/rows_bench"
-
-DIR=$(mktemp -d /tmp/pgveil-bench.XXXXXX)
-chmod 755 "$DIR"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-PG=$(free_port)
+source "$ROOT/bench/lib.sh"
+bench_setup 10
 BOUNCER=$(free_port)
-cleanup() {
-  [[ -n "${VEIL_PID:-}" ]] && kill "$VEIL_PID" 2>/dev/null && wait "$VEIL_PID" 2>/dev/null || true
-  [[ -n "${BOUNCER_PID:-}" ]] && kill "$BOUNCER_PID" 2>/dev/null || true
-  "$ROOT/scripts/pg-cluster.sh" stop "$DIR"
-  [[ -n "${KEEP:-}" ]] || rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+BENCH_EXTRA_CLEANUP='[[ -f "$DIR/pgbouncer.pid" ]] && kill "$(cat "$DIR/pgbouncer.pid")" 2>/dev/null || true'
 echo "bench: cluster on 127.0.0.1:$PG"
-"$ROOT/scripts/pg-cluster.sh" start "$DIR" "$PG"
-"$ROOT/scripts/pg-cluster.sh" seed "$DIR" "$PG"
-as_pg psql -X -q -h "$DIR" -p "$PG" -U postgres -d postgres -c "CREATE ROLE pgveil_trust LOGIN" -c "CREATE DATABASE bench OWNER pgveil_trust"
-as_pg psql -X -q -h "$DIR" -p "$PG" -U postgres -d clinic -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO pgveil_trust"
-pgbench -q -i -s 10 -h 127.0.0.1 -p "$PG" -U pgveil_trust bench >/dev/null 2>&1
 
 # pgveil: the demo policy loaded; pgveil_trust has no role entry, so it is a masked role (the
 # analyzer and the gate run on every statement) while pgbench's tables hold nothing classified.
 # Limits and canaries are left out here (bench/rules_cost.sh measures them): the demo's limits
 # would stop the 1M-row pulls.
 python3 "$ROOT/bench/bench_config.py" "$PG" plain >"$DIR/pgveil.yaml"
-export PGVEIL_MASKING_KEY=${PGVEIL_MASKING_KEY:-bench-key-0123456789abcdef}
-"$ROOT/build-release/pgveil" --config "$DIR/pgveil.yaml" 2>"$DIR/pgveil.log" &
-VEIL_PID=$!
-for _ in $(seq 100); do grep -q "pgveil listening on" "$DIR/pgveil.log" 2>/dev/null && break; sleep 0.05; done
-VEIL=$(sed -n 's/.*pgveil listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$DIR/pgveil.log" | head -1)
+start_pgveil "$DIR/pgveil.yaml" "$DIR/pgveil.log"
+VEIL=$VEIL_PORT
 
 cat >"$DIR/pgbouncer.ini" <<INI
 [databases]

@@ -202,6 +202,20 @@ LimitsConfig readLimits(YamlMap& l) {
   return out;
 }
 
+// A list of role names that must all be defined under `roles:`.
+std::set<std::string> readRoleList(YamlMap& m, const char* key, const std::map<std::string, RolePolicyConfig>& roles) {
+  std::set<std::string> out;
+  auto list = m.get(key);
+  if (!list) return out;
+  if (!list.IsSequence()) m.fail(list, key, "expected a list of roles");
+  for (const auto& r : list) {
+    auto role = r.as<std::string>();
+    if (!roles.count(role)) failAt(m.file(), r.Mark(), m.keyPath(key) + ": role '" + role + "' is not defined in roles");
+    out.insert(role);
+  }
+  return out;
+}
+
 RuleAction readAction(YamlMap& x, const char* key, const YAML::Node& n) {
   if (!n) return RuleAction::Off;
   auto v = n.IsScalar() ? n.Scalar() : std::string();
@@ -446,15 +460,7 @@ Config parse(const YAML::Node& root, const std::string& path) {
       if (c.exfiltration.distinctRowsWindow.count() < 1000) d.fail(d.get("window"), "window", "must be at least 1s");
       d.finish();
     }
-    auto ex = x.get("exempt");
-    if (ex) {
-      if (!ex.IsSequence()) x.fail(ex, "exempt", "expected a list of roles");
-      for (const auto& r : ex) {
-        auto role = r.as<std::string>();
-        if (!c.masking.roles.count(role)) failAt(path, r.Mark(), "exfiltration.exempt: role '" + role + "' is not defined in roles");
-        c.exfiltration.exempt.insert(role);
-      }
-    }
+    c.exfiltration.exempt = readRoleList(x, "exempt", c.masking.roles);
     x.finish();
   }
   {
@@ -493,15 +499,7 @@ Config parse(const YAML::Node& root, const std::string& path) {
       }
     }
     c.canaries.lockout = k.duration("lockout", c.canaries.lockout);
-    auto ex = k.get("exempt");
-    if (ex) {
-      if (!ex.IsSequence()) k.fail(ex, "exempt", "expected a list of roles");
-      for (const auto& r : ex) {
-        auto role = r.as<std::string>();
-        if (!c.masking.roles.count(role)) failAt(path, r.Mark(), "canaries.exempt: role '" + role + "' is not defined in roles");
-        c.canaries.exempt.insert(role);
-      }
-    }
+    c.canaries.exempt = readRoleList(k, "exempt", c.masking.roles);
     k.finish();
   }
   {

@@ -14,24 +14,7 @@
 namespace pgveil::it {
 namespace {
 
-std::string httpGet(int port, const std::string& path) {
-  RawClient c(port);
-  c.send("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-  std::string out;
-  for (;;) {
-    auto chunk = c.readSome(65536);
-    if (chunk.empty()) break;
-    out += chunk;
-  }
-  return out;
-}
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 class ExfiltrationTest : public ::testing::Test {
  protected:
@@ -143,15 +126,7 @@ TEST_F(ExfiltrationTest, AdminEndpoint) {
   exec(c.get(), "SELECT upper(email) FROM patients");
   exec(c.get(), "SELECT email FROM patients WHERE id <= 3");
   auto metrics = httpGet(proxy.adminPort(), "/metrics");
-  std::map<std::string, double> values;
-  std::istringstream in(metrics.substr(metrics.find("\r\n\r\n") + 4));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    auto sp = line.rfind(' ');
-    ASSERT_NE(sp, std::string::npos) << line;
-    values[line.substr(0, sp)] = std::stod(line.substr(sp + 1));
-  }
+  auto values = parseMetrics(metrics);
   EXPECT_EQ(values["pgveil_up"], 1);
   EXPECT_GE(values["pgveil_connections_active"], 1);
   EXPECT_GE(values["pgveil_statements_refused_total"], 1);

@@ -178,6 +178,42 @@ bool Proxy::waitForLog(const std::string& text, std::chrono::milliseconds timeou
   return false;
 }
 
+std::string httpGet(int port, const std::string& path) {
+  RawClient c(port);
+  c.send("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  std::string out;
+  for (;;) {
+    auto chunk = c.readSome(65536);
+    if (chunk.empty()) break;
+    out += chunk;
+  }
+  return out;
+}
+
+std::map<std::string, double> parseMetrics(const std::string& text) {
+  std::map<std::string, double> values;
+  auto body = text.find("\r\n\r\n");
+  std::istringstream in(body == std::string::npos ? text : text.substr(body + 4));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    auto sp = line.rfind(' ');
+    if (sp == std::string::npos) {
+      ADD_FAILURE() << "bad metrics line: " << line;
+      continue;
+    }
+    values[line.substr(0, sp)] = std::stod(line.substr(sp + 1));
+  }
+  return values;
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 void replaceIn(std::string& text, const std::string& from, const std::string& to) {
   auto pos = text.find(from);
   if (pos == std::string::npos) {

@@ -140,6 +140,12 @@ class CaptureRelay {
   std::string captured_;
 };
 
+// GET http://127.0.0.1:port/path; the whole response (status line, headers, body).
+std::string httpGet(int port, const std::string& path);
+// Prometheus text exposition (after the HTTP headers, if any) -> {series with labels: value}.
+std::map<std::string, double> parseMetrics(const std::string& text);
+std::string readFile(const std::string& path);
+
 // Replaces the first occurrence of `from` in `text` (a test failure when it is missing).
 void replaceIn(std::string& text, const std::string& from, const std::string& to);
 

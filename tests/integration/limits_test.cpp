@@ -24,12 +24,6 @@ const std::string kSupportLimits =
     "      window: 1m";
 const std::string kCanary = "joseph.dubois4242@example.net";
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string errorOf(PGresult* r) {
   const char* code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -40,35 +34,7 @@ std::string errorOf(PGresult* r) {
 // Direct connection to the test cluster as its superuser.
 PgConn direct() { return connect(conninfo(Cluster::get().port, "pgveil_test", "clinic")); }
 
-// Prometheus text -> {series: value}.
-std::map<std::string, double> parseMetrics(const std::string& http) {
-  std::map<std::string, double> values;
-  auto body = http.find("\r\n\r\n");
-  std::istringstream in(body == std::string::npos ? http : http.substr(body + 4));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    auto sp = line.rfind(' ');
-    if (sp == std::string::npos) {
-      ADD_FAILURE() << "bad metrics line: " << line;
-      continue;
-    }
-    values[line.substr(0, sp)] = std::stod(line.substr(sp + 1));
-  }
-  return values;
-}
 
-std::string httpGet(int port, const std::string& path) {
-  RawClient c(port);
-  c.send("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-  std::string out;
-  for (;;) {
-    auto chunk = c.readSome(65536);
-    if (chunk.empty()) break;
-    out += chunk;
-  }
-  return out;
-}
 
 // A loopback HTTP server that records request bodies; answers 200 unless `silent`.
 class WebhookReceiver {
