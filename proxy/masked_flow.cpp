@@ -98,7 +98,7 @@ bool MaskedFlow::refreshSnapshot() {
   }
   if (shared_.rulesGeneration.load(std::memory_order_acquire) == rules_->generation) return true;
   auto next = shared_.rules();
-  auto policy = next->policies->forRole(identity_.user, catalog_.get(), identity_.certificateCn);
+  auto policy = next->effective(next->policies->forRole(identity_.user, catalog_.get(), identity_.certificateCn));
   const std::string oldRole = policy_->role();
   const std::string newRole = policy->role();
   auto endSession = [&](const char* why) {

@@ -181,12 +181,13 @@ class Session {
   void onReload(const Rules& rules) {
     if (flow_ || !authenticated_ || !info_) return;
     std::string cn = client_.peerCommonName();
-    std::shared_ptr<const masking::Policy> p = rules.policies->forRole(user_, catalog_.get(), cn);
+    std::shared_ptr<const masking::Policy> p = rules.effective(rules.policies->forRole(user_, catalog_.get(), cn));
     const auto& cfg = rules.policies->config();
     // Without a catalog group membership is unknown: only a role named in the rules (or mapped
     // from its certificate) can be judged; any other plain session is ended when masking is on.
-    bool judged = catalog_ || cfg.roles.count(user_) > 0 || (!cn.empty() && cfg.clientCertRoles.count(cn) > 0);
-    if (!cfg.classify.empty() && (!judged || rules.needsInspection(*p, user_))) {
+    bool judged = catalog_ || cfg.classify.empty() || cfg.roles.count(user_) > 0 ||
+                  (!cn.empty() && cfg.clientCertRoles.count(cn) > 0);
+    if (!judged || rules.needsInspection(*p, user_)) {
       spdlog::warn("session {} ended by a configuration reload: user \"{}\" is now inspected (role policy {})", id_,
                    logSafe(user_), p->role());
       reloadEnded_ = true;
@@ -491,9 +492,8 @@ asio::awaitable<bool> Session::startupPhase() {
 asio::awaitable<bool> Session::choosePolicy(const protocol::StartupPacket& sp) {
   rules_ = shared_.rules();
   const auto& policies = *rules_->policies;
-  if (policies.config().classify.empty()) co_return true;  // masking not configured
   std::string cn = client_.peerCommonName();
-  auto direct = policies.forRole(user_, nullptr, cn);
+  auto direct = rules_->effective(policies.forRole(user_, nullptr, cn));
   const auto& roles = policies.config().roles;
   bool named = roles.count(user_) > 0 || (!cn.empty() && policies.config().clientCertRoles.count(cn) > 0);
   auto lockedOut = [&](const std::string& role) {
@@ -507,7 +507,8 @@ asio::awaitable<bool> Session::choosePolicy(const protocol::StartupPacket& sp) {
                            "pgveil: role " + direct->role() + " is locked out after a canary hit; ask the security team");
     co_return false;
   }
-  if (named && direct->unmasked() && !rules_->needsInspection(*direct, user_)) {
+  bool masking = !policies.config().classify.empty();
+  if ((named || !masking) && direct->unmasked() && !rules_->needsInspection(*direct, user_)) {
     policy_ = direct;
     co_return true;
   }
@@ -516,10 +517,10 @@ asio::awaitable<bool> Session::choosePolicy(const protocol::StartupPacket& sp) {
     reason_ = CloseReason::StartupRefused;
     co_await fatalToClient(sqlstate::kCannotConnectNow,
                            "pgveil: the catalog of database \"" + database_ +
-                               "\" could not be loaded, so masked roles cannot connect yet");
+                               "\" could not be loaded, so roles it masks or limits cannot connect yet");
     co_return false;
   }
-  policy_ = policies.forRole(user_, catalog_.get(), cn);
+  policy_ = rules_->effective(policies.forRole(user_, catalog_.get(), cn));
   if (lockedOut(policy_->role())) {
     reason_ = CloseReason::StartupRefused;
     co_await fatalToClient(sqlstate::kInvalidAuthorization,

@@ -38,12 +38,23 @@ struct Rules {
   // Whether a session of this policy role must go through the inspecting flow (masking,
   // limits, exfiltration rules, canaries or large-pull alerts), or may have the byte relay.
   [[nodiscard]] bool needsInspection(const masking::Policy& p, const std::string& user) const {
-    if (!p.unmasked()) return true;
     const auto& c = *config;
+    bool masking = !c.masking.classify.empty();  // nothing classified: nothing to mask or to guard
+    if (masking && !p.unmasked()) return true;
     const auto& l = config::limitsFor(c, p.role());
     if (l.any() || l.largePullRows) return true;
-    if (c.exfiltration.any() && !exfiltrationExempt(p.role(), user)) return true;
+    if (masking && c.exfiltration.any() && !exfiltrationExempt(p.role(), user)) return true;
     return canaries && !c.canaries.exempt.count(p.role());
+  }
+  // The policy a session runs under: with nothing classified, an unmasked one of the same role
+  // (limits and canaries still apply; the statement gate has nothing to protect).
+  [[nodiscard]] std::shared_ptr<const masking::Policy> effective(std::shared_ptr<const masking::Policy> p) const {
+    if (!config->masking.classify.empty() || p->unmasked()) return p;
+    config::RolePolicyConfig plain;
+    plain.name = p->role();
+    plain.unmasked = true;
+    plain.monitor = p->monitor();
+    return std::make_shared<const masking::Policy>(plain);
   }
   [[nodiscard]] bool exfiltrationExempt(const std::string& role, const std::string& user) const {
     return config->exfiltration.exempt.count(role) > 0 || config->exfiltration.exempt.count(user) > 0;

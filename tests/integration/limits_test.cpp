@@ -549,5 +549,25 @@ TEST_F(LimitsTest, ReloadReachesPreparedStatementsAndEndsSessionsItCannotCarryOv
   EXPECT_EQ(scalar(admin2.get(), "SELECT email FROM patients WHERE id = 1"), "***");
 }
 
+TEST_F(LimitsTest, LimitsApplyWithoutAnyClassification) {
+  // No classify: nothing is masked, but limits and canaries still hold.
+  Proxy proxy(
+      "admin:\n  listen: 127.0.0.1:0\ncatalog:\n  user: pgveil_catalog\n  password: pgveil_catalog\n"
+      "roles:\n  default:\n    limits:\n      rows_per_query: 10\n  admin:\n    unmasked: true\n    limits: {}\n");
+  ASSERT_GT(proxy.port(), 0) << proxy.log();
+  auto c = connect(conninfo(proxy.port(), "support"));
+  ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get()) << proxy.log();
+  EXPECT_EQ(scalar(c.get(), "SELECT email FROM patients WHERE id = 1"), "linda.wilson1@example.org");
+  auto r = exec(c.get(), "SELECT id FROM patients WHERE id <= 50");
+  EXPECT_EQ(errorOf(r.get()).substr(0, 5), "54000") << errorOf(r.get());
+  // Statements a masked role could not run are fine here: there is nothing to protect.
+  EXPECT_EQ(scalar(c.get(), "SELECT upper(email) FROM patients WHERE id = 1"), "LINDA.WILSON1@EXAMPLE.ORG");
+  // admin has no limits: the byte relay.
+  auto a = connect(conninfo(proxy.port(), "admin"));
+  r = exec(a.get(), "SELECT id FROM patients WHERE id <= 50");
+  EXPECT_EQ(PQntuples(r.get()), 50);
+  EXPECT_EQ(httpGet(proxy.adminPort(), "/sessions").find("\"policy\":\"admin\""), std::string::npos);
+}
+
 }  // namespace
 }  // namespace pgveil::it
