@@ -6,6 +6,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -24,6 +25,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
 
 namespace {
 constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
@@ -46,8 +48,10 @@ struct Webhook::Impl {
   asio::awaitable<bool> deliver(const std::string& body) {
     beast::tcp_stream stream(ioc);
     tcp::resolver resolver(ioc);
-    auto [rec, results] = co_await resolver.async_resolve(cfg.host, cfg.port, kUse);
-    if (rec) co_return false;
+    asio::steady_timer limit(ioc, cfg.timeout);
+    auto resolved = co_await (resolver.async_resolve(cfg.host, cfg.port, kUse) || limit.async_wait(kUse));
+    if (resolved.index() != 0 || std::get<0>(std::get<0>(resolved))) co_return false;
+    auto results = std::get<1>(std::get<0>(resolved));
     stream.expires_after(cfg.timeout);
     auto [cec, ep] = co_await stream.async_connect(results, kUse);
     if (cec) co_return false;
