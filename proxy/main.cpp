@@ -5,6 +5,8 @@
 
 #include <sys/resource.h>
 
+#include <csignal>
+
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -96,6 +98,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   pgveil::proxy::initLogging(config->log.level);
+  // A peer that went away must be an error on that one connection, never a signal that ends
+  // the process (OpenSSL writes to TLS sockets with plain send()).
+  std::signal(SIGPIPE, SIG_IGN);
   // Each session holds two sockets: raise the descriptor limit to what the system allows, and
   // say when it caps max_clients.
   if (rlimit nofile{}; getrlimit(RLIMIT_NOFILE, &nofile) == 0) {

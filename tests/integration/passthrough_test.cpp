@@ -2,6 +2,7 @@
 // both directly and through a pgveil child process and compares what the client sees.
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 
 #include <cstring>
 #include <netinet/in.h>
@@ -450,6 +451,29 @@ TEST_F(TlsTest, LargeResultsAndCopyInOverTlsOnBothSides) {
   EXPECT_EQ(PQresultStatus(r.get()), PGRES_COMMAND_OK) << PQerrorMessage(c.get());
   while (auto* extra = PQgetResult(c.get())) PQclear(extra);
   EXPECT_EQ(scalar(c.get(), "SELECT count(*) || ':' || sum(length(v)) FROM tls_in"), "2000:1998000");
+}
+
+TEST_F(TlsTest, TlsClientVanishingMidResultLeavesOthersAlone) {
+  Proxy proxy(certYaml() + upstreamYaml("require"), false);
+  auto bystander = connect(conninfo(proxy.port(), "pgveil_md5", "clinic", "sslmode=require"));
+  ASSERT_EQ(PQstatus(bystander.get()), CONNECTION_OK);
+  for (int round = 0; round < 3; ++round) {
+    auto c = connect(conninfo(proxy.port(), "pgveil_md5", "clinic", "sslmode=require"));
+    ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
+    ASSERT_EQ(PQsendQuery(c.get(), "SELECT repeat('v', 1000) FROM generate_series(1, 200000)"), 1);
+    // Gone without a TLS close_notify or a Terminate, while pgveil still has rows to write.
+    // The socket is closed with a reset under libpq (its descriptor now points to /dev/null).
+    linger lg{1, 0};
+    setsockopt(PQsocket(c.get()), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    usleep(50000);  // rows are on their way
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, PQsocket(c.get()));
+    close(devnull);
+    usleep(300000);
+  }
+  EXPECT_EQ(scalar(bystander.get(), "SELECT 7"), "7") << proxy.log();
+  auto after = connect(conninfo(proxy.port(), "pgveil_md5", "clinic", "sslmode=require"));
+  EXPECT_EQ(PQstatus(after.get()), CONNECTION_OK) << proxy.log();
 }
 
 TEST_F(TlsTest, UpstreamVerifyFull) {
