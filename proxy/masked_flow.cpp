@@ -97,6 +97,9 @@ bool MaskedFlow::refreshSnapshot() {
     contextKey_ = masking::AnalysisCache::contextKey(catalog_->generation(), searchPathKey_);
   }
   if (shared_.rulesGeneration.load(std::memory_order_acquire) == rules_->generation) return true;
+  // New rules take effect between transactions, as PostgreSQL applies a reloaded configuration:
+  // the statements, portals and result plans of an open transaction were made under the old ones.
+  if (txStatus_ != 'I') return true;
   auto next = shared_.rules();
   auto policy = next->effective(next->policies->forRole(identity_.user, catalog_.get(), identity_.certificateCn));
   const std::string oldRole = policy_->role();
@@ -116,8 +119,8 @@ bool MaskedFlow::refreshSnapshot() {
   policy_ = std::move(policy);
   applyRules();
   if (!masked_) return true;
-  // Statements prepared earlier are gated again under the new rules; result plans of open
-  // portals and cursors were made under the old ones.
+  // Statements prepared earlier are gated again under the new rules. Portals and cursors are
+  // gone between transactions, unless the client pipelined past the end of the last one.
   if (!portals_.empty() || !cursors_.empty()) return endSession("portals or cursors were open");
   for (const auto* prepared : {&statements_, &sqlPrepared_}) {
     for (const auto& [name, p] : *prepared) {
@@ -1275,6 +1278,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
         return true;
       case msg::kReadyForQuery:
         expects_.pop_front();
+        txStatus_ = m.payload.empty() ? 'I' : m.payload[0];
         if (m.payload == "I") {
           // Transaction over: its portals and cursors are gone (held cursors are forgotten too:
           // their later rows are masked as unattributed).
@@ -1400,6 +1404,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
     }
     case msg::kReadyForQuery:
       // Sync answered; anything still ahead of it was skipped by the server.
+      txStatus_ = m.payload.empty() ? 'I' : m.payload[0];
       while (!expects_.empty() && expects_.front().kind != Expect::Sync) expects_.pop_front();
       if (!expects_.empty()) expects_.pop_front();
       if (m.payload == "I") {

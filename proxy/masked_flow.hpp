@@ -205,6 +205,7 @@ class MaskedFlow {
   masking::SlidingWindows::Totals clientWindow_;
   std::string windowKey_;
   std::string clientWindowKey_;
+  char txStatus_ = 'I';             // as of the last ReadyForQuery
   bool discardUntilReady_ = false;  // after an error-mode breach: the client already has its error
   bool cancelWanted_ = false;
   std::unique_ptr<masking::DistinctSketch> distinct_;

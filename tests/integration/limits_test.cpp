@@ -523,6 +523,10 @@ TEST_F(LimitsTest, ReloadReachesPreparedStatementsAndEndsSessionsItCannotCarryOv
   const char* one[] = {"1"};
   r.reset(PQexecPrepared(support.get(), "email_of", 1, one, nullptr, nullptr, 0));
   EXPECT_STREQ(PQgetvalue(r.get(), 0, 0), "l***@example.org");
+  // A transaction open across the reload finishes under the rules it started with.
+  auto inTx = connect(conninfo(proxy.port(), "support"));
+  exec(inTx.get(), "BEGIN");
+  EXPECT_EQ(scalar(inTx.get(), "SELECT email FROM patients WHERE id = 1"), "l***@example.org");
   // admin is unmasked but inspected (it has limits).
   auto admin = connect(conninfo(proxy.port(), "admin"));
   EXPECT_EQ(scalar(admin.get(), "SELECT email FROM patients WHERE id = 1"), "linda.wilson1@example.org");
@@ -533,6 +537,9 @@ TEST_F(LimitsTest, ReloadReachesPreparedStatementsAndEndsSessionsItCannotCarryOv
   replaceIn(next, "  admin:\n    unmasked: true\n", "  admin:\n    mask:\n      \"*\": redact\n");
   proxy.reload(next);
   ASSERT_TRUE(proxy.waitForLog("configuration reloaded")) << proxy.log();
+  EXPECT_EQ(scalar(inTx.get(), "SELECT email FROM patients WHERE id = 1"), "l***@example.org");
+  exec(inTx.get(), "COMMIT");
+  EXPECT_EQ(scalar(inTx.get(), "SELECT email FROM patients WHERE id = 1"), "hidden");
   // Bind/Execute only: the new masking applies.
   r.reset(PQexecPrepared(support.get(), "email_of", 1, one, nullptr, nullptr, 0));
   EXPECT_STREQ(PQgetvalue(r.get(), 0, 0), "hidden") << errorOf(r.get());
