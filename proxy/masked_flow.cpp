@@ -97,8 +97,8 @@ bool MaskedFlow::refreshSnapshot() {
     contextKey_ = masking::AnalysisCache::contextKey(catalog_->generation(), searchPathKey_);
   }
   if (shared_.rulesGeneration.load(std::memory_order_acquire) == rules_->generation) return true;
-  // New rules take effect between transactions, as PostgreSQL applies a reloaded configuration:
-  // the statements, portals and result plans of an open transaction were made under the old ones.
+  // New rules take effect between transactions: the statements, portals and result plans of an
+  // open transaction were made under the old ones.
   if (txStatus_ != 'I') return true;
   auto next = shared_.rules();
   auto policy = next->effective(next->policies->forRole(identity_.user, catalog_.get(), identity_.certificateCn));
