@@ -16,15 +16,19 @@ namespace pgveil::proxy {
 namespace {
 constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
 
+// An OpenSSL failure that queued no error must still be an error (value 0 would mean success).
 error_code sslError(unsigned long e) {
-  return error_code(static_cast<int>(e), asio::error::get_ssl_category());
+  return e ? error_code(static_cast<int>(e), asio::error::get_ssl_category()) : error_code(asio::error::invalid_argument);
 }
 }  // namespace
 
 Stream::Stream(tcp::socket socket) : socket_(std::move(socket)) {}
 
 Stream::Stream(Stream&& other) noexcept
-    : socket_(std::move(other.socket_)), ssl_(std::exchange(other.ssl_, nullptr)), coalesce_(std::move(other.coalesce_)) {}
+    : socket_(std::move(other.socket_)),
+      ssl_(std::exchange(other.ssl_, nullptr)),
+      tlsWriteAbandoned_(other.tlsWriteAbandoned_),
+      coalesce_(std::move(other.coalesce_)) {}
 
 Stream::~Stream() {
   if (ssl_) SSL_free(ssl_);
@@ -74,6 +78,9 @@ asio::awaitable<std::pair<error_code, std::size_t>> Stream::readSome(char* data,
 
 asio::awaitable<error_code> Stream::writeAll(std::span<const asio::const_buffer> buffers) {
   if (ssl_) {
+    // A write abandoned after WANT_WRITE (the session was cancelled) leaves part of a record
+    // inside OpenSSL: a different buffer must not follow it.
+    if (tlsWriteAbandoned_) co_return asio::error::broken_pipe;
     std::string_view all;
     if (buffers.size() == 1) {
       all = {static_cast<const char*>(buffers[0].data()), buffers[0].size()};
@@ -86,6 +93,7 @@ asio::awaitable<error_code> Stream::writeAll(std::span<const asio::const_buffer>
     while (!all.empty() && !ec) {
       std::size_t n = 0;
       ec = co_await tlsCall([&] { return SSL_write_ex(ssl_, all.data(), all.size(), &n); });
+      if (ec == asio::error::operation_aborted) tlsWriteAbandoned_ = true;
       all.remove_prefix(ec ? all.size() : n);
     }
     if (coalesce_.capacity() > (256u << 10)) std::string().swap(coalesce_);
@@ -105,10 +113,14 @@ asio::awaitable<error_code> Stream::startTls(asio::ssl::context& ctx, asio::ssl:
   error_code ec;
   socket_.non_blocking(true, ec);
   if (ec) co_return ec;
+  ERR_clear_error();
   ssl_ = SSL_new(ctx.native_handle());
   if (!ssl_ || SSL_set_fd(ssl_, static_cast<int>(socket_.native_handle())) != 1) co_return sslError(ERR_get_error());
   // Partial writes and a retried write from the same (moved) buffer, as the loop above does.
   SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+  // A peer that closes TCP without close_notify is an end of stream (as asio::ssl treated it),
+  // not an error that would also fail the other direction of a half-closed session.
+  SSL_set_options(ssl_, SSL_OP_IGNORE_UNEXPECTED_EOF);
   if (type == asio::ssl::stream_base::client) {
     SSL_set_connect_state(ssl_);
     if (!serverName.empty()) {

@@ -53,6 +53,7 @@ class Stream {
 
   tcp::socket socket_;
   SSL* ssl_ = nullptr;
+  bool tlsWriteAbandoned_ = false;
   std::string coalesce_;  // TLS: one record per batch instead of one per buffer
 };
 

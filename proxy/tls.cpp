@@ -22,8 +22,10 @@ std::unique_ptr<ssl::context> makeClientTlsContext(const config::ClientTlsConfig
                        ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use,
                    ec);
   check(ec, "tls options");
-  // Idle connections give their OpenSSL record buffers back (about 34 KB each).
+  // Idle connections give their OpenSSL record buffers back (about 34 KB each); no TLS 1.2
+  // renegotiation (PostgreSQL refuses it too; it would interleave handshake records with data).
   SSL_CTX_set_mode(ctx->native_handle(), SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_options(ctx->native_handle(), SSL_OP_NO_RENEGOTIATION);
   ctx->use_certificate_chain_file(cfg.certFile, ec);
   check(ec, "tls.cert " + cfg.certFile);
   ctx->use_private_key_file(cfg.keyFile, ssl::context::pem, ec);
@@ -47,6 +49,7 @@ std::unique_ptr<ssl::context> makeUpstreamTlsContext(const config::UpstreamConfi
                    ec);
   check(ec, "upstream tls options");
   SSL_CTX_set_mode(ctx->native_handle(), SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_options(ctx->native_handle(), SSL_OP_NO_RENEGOTIATION);
   if (cfg.tls == config::UpstreamTls::VerifyCa || cfg.tls == config::UpstreamTls::VerifyFull) {
     ctx->load_verify_file(cfg.caFile, ec);
     check(ec, "upstream.ca_file " + cfg.caFile);

@@ -476,6 +476,20 @@ TEST_F(TlsTest, TlsClientVanishingMidResultLeavesOthersAlone) {
   EXPECT_EQ(PQstatus(after.get()), CONNECTION_OK) << proxy.log();
 }
 
+TEST_F(TlsTest, TlsClientHalfCloseWithoutCloseNotifyStillGetsItsAnswer) {
+  Proxy proxy(certYaml() + upstreamYaml("require"), false);
+  auto c = connect(conninfo(proxy.port(), "pgveil_md5", "clinic", "sslmode=require"));
+  ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
+  ASSERT_EQ(PQsendQuery(c.get(), "SELECT pg_sleep(0.2), count(*) FROM generate_series(1, 1000)"), 1);
+  ASSERT_EQ(PQflush(c.get()), 0);
+  // TCP FIN without a TLS close_notify: pgveil sees the end of the client's stream, the server
+  // still answers what it received, and the answer still reaches the client.
+  shutdown(PQsocket(c.get()), SHUT_WR);
+  PgResult r(PQgetResult(c.get()));
+  ASSERT_EQ(PQresultStatus(r.get()), PGRES_TUPLES_OK) << PQerrorMessage(c.get()) << proxy.log();
+  EXPECT_STREQ(PQgetvalue(r.get(), 0, 1), "1000");
+}
+
 TEST_F(TlsTest, UpstreamVerifyFull) {
   const auto ca = Cluster::get().dir + "/upstream-ca.crt";
   {
