@@ -595,7 +595,11 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       if (!protocol::decodeBind(m.payload, b)) {
         return malformed("Bind");
       }
-      if (!refreshSnapshot()) return false;
+      // Only a reload matters here (clients that never Parse again); the catalog snapshot is
+      // picked up at the next Query or Parse.
+      if (shared_.rulesGeneration.load(std::memory_order_acquire) != rules_->generation && !refreshSnapshot()) {
+        return false;
+      }
       auto portal = std::make_shared<Portal>();
       auto it = statements_.find(std::string(b.statement));
       if (it != statements_.end()) {
