@@ -106,6 +106,10 @@ struct Analysis {
   bool parsed = false;
   std::string error;   // parse error, or why analysis was refused (size, depth)
   bool refused = false;  // over a bound: never parsed
+  // Proved on the parse tree: one SELECT/INSERT/UPDATE/DELETE whose every literal (as found by
+  // literalShape) sits where its value cannot change this analysis. Texts of the same shape may
+  // then share it (AnalysisCache::findShape). Statement locations and `sql` are this text's.
+  bool literalInsensitive = false;
   std::vector<StatementAnalysis> statements;
 
   // Fingerprint (hex) and normalized text (constants replaced by $n) are computed on first use:

@@ -186,6 +186,8 @@ std::vector<std::string_view> nameList(const Obj& o, std::string_view key) {
 }
 
 // A constant's text: sval or ival; empty for other constants.
+// Every use of a constant's value must be in a position literalsInert() (below) treats as
+// sensitive: otherwise texts differing only in that constant would share one analysis.
 std::optional<std::string> constantText(const El& e) {
   std::string_view t;
   Obj b;
@@ -1832,7 +1834,129 @@ simdjson::dom::parser& threadParser(std::size_t maxDepth) {
 
 }  // namespace
 
-std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql, const AnalyzeContext& ctx) const {
+// ---------------------------------------------------------------- literal insensitivity
+
+namespace {
+
+// A constant the analyzer never reads: its value cannot change the analysis.
+struct InertConst {
+  std::int64_t location;
+  SqlLiteral::Kind kind;
+};
+
+// Keys under which a constant's value matters to the analyzer (LIMIT/OFFSET, ORDER BY and GROUP
+// BY positions) or might (type modifiers, window frames, locking, ON CONFLICT, SELECT INTO).
+bool sensitiveKey(std::string_view key) {
+  static const std::unordered_set<std::string_view> keys = {
+      "limitCount", "limitOffset", "sortClause", "groupClause", "distinctClause", "windowClause", "typeName",
+      "typmods", "arrayBounds", "lockingClause", "intoClause", "onConflictClause", "over"};
+  return keys.count(key) > 0;
+}
+
+// Nodes whose constants below them stay inert. Anything else (function calls, which may name a
+// relation or a setting in a string, table functions, TABLESAMPLE, XML, CTE CYCLE marks, ...)
+// makes its whole subtree sensitive.
+bool inertNode(std::string_view type) {
+  static const std::unordered_set<std::string_view> types = {
+      "SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "ResTarget", "A_Expr", "BoolExpr", "NullTest",
+      "BooleanTest", "CaseExpr", "CaseWhen", "CoalesceExpr", "MinMaxExpr", "RowExpr", "A_ArrayExpr",
+      "A_Indirection", "A_Indices", "SubLink", "TypeCast", "ColumnRef", "RangeVar", "JoinExpr", "RangeSubselect",
+      "List", "String", "A_Star", "Alias", "CommonTableExpr", "WithClause", "ParamRef", "SQLValueFunction",
+      "SetToDefault", "CollateClause", "A_Const"};
+  return types.count(type) > 0;
+}
+
+// A cast to regclass, regproc, regtype ... turns a string into an object reference.
+bool castToRegType(const Obj& typeCast) {
+  auto tn = getObject(typeCast, "typeName");
+  if (!tn) return true;
+  auto names = nameList(*tn, "names");
+  return names.empty() || names.back().substr(0, 3) == "reg";
+}
+
+bool collectInert(const El& e, bool sensitive, int depth, std::vector<InertConst>& out);
+
+bool collectFields(const Obj& body, bool sensitive, int depth, std::vector<InertConst>& out) {
+  for (auto field : body) {
+    auto t = field.value.type();
+    if (t != simdjson::dom::element_type::OBJECT && t != simdjson::dom::element_type::ARRAY) continue;
+    if (!collectInert(field.value, sensitive || sensitiveKey(field.key), depth + 1, out)) return false;
+  }
+  return true;
+}
+
+// Walks a parse-tree fragment, recording the constants in inert positions; false when too deep.
+bool collectInert(const El& e, bool sensitive, int depth, std::vector<InertConst>& out) {
+  if (depth > kMaxWalkDepth) return false;
+  Arr arr;
+  if (!e.get_array().get(arr)) {
+    for (auto x : arr) {
+      if (!collectInert(x, sensitive, depth + 1, out)) return false;
+    }
+    return true;
+  }
+  Obj o;
+  if (e.get_object().get(o)) return true;
+  // {"NodeType": {...}} wraps a node; other objects are bodies embedded without a wrapper.
+  if (o.size() == 1) {
+    auto field = *o.begin();
+    Obj body;
+    if (!field.key.empty() && field.key[0] >= 'A' && field.key[0] <= 'Z' && !field.value.get_object().get(body)) {
+      std::string_view type = field.key;
+      if (type == "A_Const") {
+        if (sensitive) return true;
+        std::optional<SqlLiteral::Kind> kind;
+        if (get(body, "ival")) kind = SqlLiteral::Kind::Integer;
+        else if (get(body, "fval")) kind = SqlLiteral::Kind::Numeric;
+        else if (get(body, "sval")) kind = SqlLiteral::Kind::String;
+        if (kind) out.push_back({getInt(body, "location"), *kind});
+        return true;
+      }
+      bool s = sensitive || !inertNode(type) || (type == "TypeCast" && castToRegType(body));
+      return collectFields(body, s, depth, out);
+    }
+  }
+  return collectFields(o, sensitive, depth, out);
+}
+
+bool pgSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
+
+// Every literal of the text is an inert constant of the same lexical class. A negated number
+// (`-5`, `- 2.5`) is one constant located at its minus sign.
+bool literalsInert(const Arr& stmts, std::string_view sql, const std::vector<SqlLiteral>& literals) {
+  if (stmts.size() != 1) return false;
+  Obj raw;
+  if ((*stmts.begin()).get_object().get(raw)) return false;
+  auto stmt = get(raw, "stmt");
+  std::string_view type;
+  Obj body;
+  if (!stmt || !unwrap(*stmt, type, body)) return false;
+  if (type != "SelectStmt" && type != "InsertStmt" && type != "UpdateStmt" && type != "DeleteStmt") return false;
+  std::vector<InertConst> inert;
+  inert.reserve(literals.size() + 4);
+  if (!collectInert(*stmt, false, 0, inert)) return false;
+  std::sort(inert.begin(), inert.end(), [](const InertConst& a, const InertConst& b) { return a.location < b.location; });
+  auto find = [&](std::int64_t loc) -> const InertConst* {
+    auto it = std::lower_bound(inert.begin(), inert.end(), loc,
+                               [](const InertConst& c, std::int64_t l) { return c.location < l; });
+    return it != inert.end() && it->location == loc ? &*it : nullptr;
+  };
+  for (const auto& lit : literals) {
+    const InertConst* c = find(lit.offset);
+    if (!c) {
+      std::size_t m = lit.offset;
+      while (m > 0 && pgSpace(sql[m - 1])) --m;
+      if (m > 0 && sql[m - 1] == '-') c = find(static_cast<std::int64_t>(m - 1));
+    }
+    if (!c || c->kind != lit.kind) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql, const AnalyzeContext& ctx,
+                                                  const std::vector<SqlLiteral>* literals) const {
   auto a = std::make_shared<Analysis>();
   a->sql = std::string(sql);
   if (sql.size() > options_.maxQueryBytes) {
@@ -1867,6 +1991,7 @@ std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql, const An
     a->statements.back().kind = StatementKind::Empty;
     return a;
   }
+  if (literals && !literals->empty()) a->literalInsensitive = literalsInert(stmts, sql, *literals);
   for (auto s : stmts) {
     Obj raw;
     if (s.get_object().get(raw)) continue;

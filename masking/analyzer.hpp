@@ -9,6 +9,7 @@
 
 #include "masking/analysis.hpp"
 #include "masking/catalog.hpp"
+#include "masking/literal_shape.hpp"
 
 namespace pgveil::masking {
 
@@ -27,7 +28,9 @@ struct AnalyzeContext {
 class Analyzer {
  public:
   explicit Analyzer(AnalyzerOptions options = {}) : options_(options) {}
-  [[nodiscard]] std::shared_ptr<const Analysis> analyze(std::string_view sql, const AnalyzeContext& ctx) const;
+  // With `literals` (literalShape's output for this text), also decides literalInsensitive.
+  [[nodiscard]] std::shared_ptr<const Analysis> analyze(std::string_view sql, const AnalyzeContext& ctx,
+                                                        const std::vector<SqlLiteral>* literals = nullptr) const;
   [[nodiscard]] const AnalyzerOptions& options() const { return options_; }
 
  private:

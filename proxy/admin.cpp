@@ -135,12 +135,15 @@ std::string metricsText(SharedState& shared, const std::vector<Worker*>& workers
     if (!w->analysisCache) continue;
     auto s = w->analysisCache->stats();
     total.hits += s.hits;
+    total.shapeHits += s.shapeHits;
     total.misses += s.misses;
     total.evictions += s.evictions;
     total.entries += s.entries;
     total.bytes += s.bytes;
   }
   counter(out, "pgveil_analyzer_cache_hits_total", "Analyses found in the cache.", total.hits);
+  counter(out, "pgveil_analyzer_cache_shape_hits_total",
+          "Hits on an analysis of the same statement with other constants (included in hits).", total.shapeHits);
   counter(out, "pgveil_analyzer_cache_misses_total", "Analyses computed.", total.misses);
   counter(out, "pgveil_analyzer_cache_evictions_total", "Analyses evicted.", total.evictions);
   counter(out, "pgveil_analyzer_cache_entries", "Analyses cached.", total.entries, "gauge");

@@ -134,11 +134,18 @@ bool MaskedFlow::refreshSnapshot() {
 
 std::shared_ptr<const masking::Analysis> MaskedFlow::analyze(std::string_view sql) {
   auto& cache = *worker_.analysisCache;
-  if (auto hit = cache.find(sql, contextKey_)) return hit;
+  // The same statement with other constants shares a literal-insensitive analysis (the simple
+  // protocol's usual traffic). Buffers are per thread: no allocation once warm.
+  thread_local std::string shape;
+  thread_local std::vector<masking::SqlLiteral> literals;
+  bool shaped = sql.size() <= shared_.analyzer->options().maxQueryBytes && masking::literalShape(sql, shape, literals) &&
+                !literals.empty();
+  if (auto hit = cache.find(sql, contextKey_, shaped ? &shape : nullptr)) return hit;
   // search_path is taken as unknown: unqualified names resolve in every schema (conservative).
   masking::AnalyzeContext ctx{catalog_.get(), searchPath_};
-  auto a = shared_.analyzer->analyze(sql, ctx);
+  auto a = shared_.analyzer->analyze(sql, ctx, shaped ? &literals : nullptr);
   cache.insert(sql, contextKey_, a);
+  if (a->literalInsensitive) cache.insertShape(shape, contextKey_, a);
   return a;
 }
 

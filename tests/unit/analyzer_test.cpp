@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <thread>
 
 #include "masking/describe.hpp"
@@ -341,6 +342,133 @@ INSTANTIATE_TEST_SUITE_P(Queries, AnalyzerCaseTest, ::testing::ValuesIn(kCases))
 
 TEST(AnalyzerTest, CaseCount) { EXPECT_GE(std::size(kCases), 150u); }
 
+// Everything an analysis says that policy, gate and rules read (not the text or its offsets).
+std::string fullDescription(const Catalog& cat, const Analysis& a) {
+  std::string out = a.parsed ? "parsed" : "unparsed:" + a.error;
+  auto one = [&](const StatementAnalysis& s) {
+    out += "\n" + std::string(statementKindName(s.kind)) + " " + s.nodeType + " rows=" + std::to_string(s.returnsRows) +
+           " out=[" + describeOutputs(cat, s) + "] pred=[" + describePredicates(cat, s) + "] reads=[" +
+           describeReads(cat, s) + "] flags=[" + describeFlags(s) + "] written=[" + describeLineage(cat, s.writtenValues) +
+           "] side=[" + describeLineage(cat, s.sideChannelValues) + "] param=" + s.parameter + "=" + s.parameterValue +
+           " name=" + s.name + " copy=" + s.copyFormat;
+    for (auto w : s.writes) out += " w" + std::to_string(w);
+    for (const auto& f : s.setConfigParameters) out += " sc:" + f;
+    for (const auto& f : s.riskyFunctions) out += " risky:" + f;
+    for (const auto& n : s.notes) out += " note:" + n;
+  };
+  for (const auto& s : a.statements) {
+    one(s);
+    if (s.inner) one(*s.inner);
+  }
+  return out;
+}
+
+// Replaces every literal of `sql` by the `variant`-th value of its class.
+std::string withOtherLiterals(const std::string& sql, const std::vector<SqlLiteral>& lits, int variant) {
+  static const char* const ints[] = {"0", "7", "2147483647", "0042"};
+  static const char* const nums[] = {"0.5", "1e3", "9999999999", "3."};
+  static const char* const strs[] = {"''", "'x'", "'it''s -- /* not a comment'", "'2020-01-01'"};
+  std::string out;
+  std::size_t pos = 0;
+  for (const auto& l : lits) {
+    out.append(sql, pos, l.offset - pos);
+    std::size_t end = l.offset;
+    if (l.kind == SqlLiteral::Kind::String) {
+      end = sql.find('\'', end + 1);
+      while (end + 1 < sql.size() && sql[end + 1] == '\'') end = sql.find('\'', end + 2);
+      ++end;
+    } else {
+      while (end < sql.size() && (std::isalnum(static_cast<unsigned char>(sql[end])) || sql[end] == '.' ||
+                                  ((sql[end] == '+' || sql[end] == '-') && (sql[end - 1] == 'e' || sql[end - 1] == 'E')))) {
+        ++end;
+      }
+    }
+    out += l.kind == SqlLiteral::Kind::Integer ? ints[variant] : l.kind == SqlLiteral::Kind::Numeric ? nums[variant] : strs[variant];
+    pos = end;
+  }
+  out.append(sql, pos);
+  return out;
+}
+
+// The property the shape cache rests on: when the analyzer calls a text literal-insensitive,
+// every text of the same shape (other constants of the same classes) analyzes identically.
+// Run over every case of the table above and over statements where constants do matter.
+TEST(LiteralInsensitivityTest, SameShapeAnalyzesIdentically) {
+  auto catalog = makeDemoCatalog();
+  Analyzer analyzer;
+  std::vector<std::string> texts;
+  for (const auto& c : kCases) texts.emplace_back(c.sql);
+  for (const char* extra : {
+           "SELECT email FROM patients LIMIT 5", "SELECT email FROM patients OFFSET 3", "SELECT email, id FROM patients ORDER BY 1",
+           "SELECT nationality, count(*) FROM patients GROUP BY 1", "SELECT DISTINCT ON (1) email FROM patients",
+           "SELECT set_config('search_path', 'public', false)", "SELECT 'patients'::regclass", "SELECT CAST('patients' AS regclass)",
+           "SELECT * FROM generate_series(1, 5)", "SELECT email FROM patients FETCH FIRST 3 ROWS ONLY",
+           "SELECT email FROM patients WHERE id = -5", "SELECT email FROM patients WHERE id = - 5 OR id = -2.5",
+           "SELECT email, 'x' AS tag, 3 AS n FROM patients WHERE full_name LIKE 'J%' AND id BETWEEN 1 AND 100",
+           "UPDATE patients SET phone = '123' WHERE id = 42", "DELETE FROM appointments WHERE id = 7",
+           "INSERT INTO appointments (patient_id, notes) VALUES (1, 'x'), (2, 'y')",
+           "SELECT email FROM patients WHERE id IN (1, 2, 3) AND created_at > now() - interval '7 days'",
+           "SELECT CASE WHEN id > 10 THEN email ELSE 'hidden' END FROM patients",
+           "SELECT email::varchar(3) FROM patients WHERE id = 1",
+           "SELECT lag(email, 1) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM patients",
+           "SELECT email FROM patients WHERE id = 1 FOR UPDATE", "SELECT 1; SELECT 2",
+           "SELECT (SELECT email FROM patients p2 WHERE p2.id = p.id LIMIT 1) FROM patients p WHERE id = 3",
+           "SELECT email FROM patients p JOIN invoices i ON i.patient_id = p.id AND i.amount > 100.5"}) {
+    texts.emplace_back(extra);
+  }
+  int insensitive = 0, checked = 0;
+  for (const auto& sql : texts) {
+    std::string shape;
+    std::vector<SqlLiteral> lits;
+    if (!literalShape(sql, shape, lits) || lits.empty()) continue;
+    AnalyzeContext ctx{catalog.get(), {"public"}};
+    auto a = analyzer.analyze(sql, ctx, &lits);
+    if (!a->literalInsensitive) continue;
+    ++insensitive;
+    std::string want = fullDescription(*catalog, *a);
+    for (int v = 0; v < 4; ++v) {
+      std::string other = withOtherLiterals(sql, lits, v);
+      std::string otherShape;
+      std::vector<SqlLiteral> otherLits;
+      ASSERT_TRUE(literalShape(other, otherShape, otherLits)) << other;
+      ASSERT_EQ(otherShape, shape) << sql << "\n" << other;
+      auto b = analyzer.analyze(other, ctx, &otherLits);
+      EXPECT_TRUE(b->literalInsensitive) << other;
+      EXPECT_EQ(fullDescription(*catalog, *b), want) << sql << "\n  vs\n" << other;
+      ++checked;
+    }
+  }
+  EXPECT_GE(insensitive, 40);
+  EXPECT_GE(checked, 160);
+}
+
+TEST(LiteralInsensitivityTest, ConstantsThatMatterAreNotShared) {
+  auto catalog = makeDemoCatalog();
+  Analyzer analyzer;
+  auto insensitive = [&](const std::string& sql) {
+    std::string shape;
+    std::vector<SqlLiteral> lits;
+    if (!literalShape(sql, shape, lits)) return false;
+    return analyzer.analyze(sql, {catalog.get(), {"public"}}, &lits)->literalInsensitive;
+  };
+  EXPECT_TRUE(insensitive("SELECT abalance FROM pgbench_accounts WHERE aid = 12345;"));
+  EXPECT_TRUE(insensitive("SELECT email FROM patients WHERE id = -5"));
+  EXPECT_TRUE(insensitive("UPDATE patients SET phone = '1' WHERE id = 2"));
+  EXPECT_TRUE(insensitive("SELECT email FROM patients WHERE birth_date > date '2000-01-01'"));
+  for (const char* sql : {
+           "SELECT email FROM patients LIMIT 5", "SELECT email FROM patients OFFSET 5",
+           "SELECT email FROM patients FETCH FIRST 3 ROWS ONLY", "SELECT email, id FROM patients ORDER BY 1",
+           "SELECT nationality FROM patients GROUP BY 1", "SELECT DISTINCT ON (1) email FROM patients",
+           "SELECT set_config('search_path', 'x', false)", "SELECT set_config('role', 'admin', false)",
+           "SELECT 'patients'::regclass", "SELECT lower('x')", "SELECT * FROM generate_series(1, 5)",
+           "SELECT 1; SELECT 2", "SET search_path = 'x'", "SET ROLE 'admin'", "COPY (SELECT 1) TO STDOUT",
+           "EXPLAIN SELECT 1", "PREPARE p AS SELECT 1", "SELECT email::varchar(3) FROM patients",
+           "SELECT email FROM patients WHERE id = (SELECT 1 LIMIT 1)", "SELECT email FROM patients TABLESAMPLE SYSTEM (10)",
+           "SELECT 'a'\n'b'"}) {
+    EXPECT_FALSE(insensitive(sql)) << sql;
+  }
+}
+
 TEST(AnalyzerTest, ParseErrorIsReported) {
   Analyzer analyzer;
   auto catalog = makeDemoCatalog();
@@ -480,6 +608,40 @@ TEST(AnalysisCacheTest, HitsMissesAndContext) {
   EXPECT_EQ(s.hits, 1u);
   EXPECT_EQ(s.misses, 4u);
   EXPECT_EQ(s.entries, 1u);
+}
+
+TEST(AnalysisCacheTest, ShapeEntriesServeOtherConstantsOnly) {
+  Analyzer analyzer;
+  auto catalog = makeDemoCatalog();
+  AnalysisCache cache(1 << 20);
+  auto lookup = [&](const std::string& sql) {
+    std::string shape;
+    std::vector<SqlLiteral> lits;
+    EXPECT_TRUE(literalShape(sql, shape, lits));
+    if (auto hit = cache.find(sql, 1, &shape)) return hit;
+    auto a = analyzer.analyze(sql, {catalog.get(), {"public"}}, &lits);
+    cache.insert(sql, 1, a);
+    cache.insertShape(shape, 1, a);
+    return std::shared_ptr<const Analysis>();
+  };
+  EXPECT_EQ(lookup("SELECT email FROM patients WHERE id = 1"), nullptr);
+  auto hit = lookup("SELECT email FROM patients WHERE id = 2");
+  ASSERT_NE(hit, nullptr);
+  EXPECT_EQ(hit->sql, "SELECT email FROM patients WHERE id = 1");
+  // LIMIT's value matters: never shared by shape, each text analyzed.
+  EXPECT_EQ(lookup("SELECT email FROM patients LIMIT 1"), nullptr);
+  EXPECT_EQ(lookup("SELECT email FROM patients LIMIT 100000"), nullptr);
+  auto s = cache.stats();
+  EXPECT_EQ(s.hits, 1u);
+  EXPECT_EQ(s.shapeHits, 1u);
+  EXPECT_EQ(s.misses, 3u);
+  EXPECT_EQ(s.entries, 4u);  // three texts, one shape
+  // Another context does not see the shape.
+  std::string shape;
+  std::vector<SqlLiteral> lits;
+  ASSERT_TRUE(literalShape("SELECT email FROM patients WHERE id = 3", shape, lits));
+  EXPECT_EQ(cache.find("SELECT email FROM patients WHERE id = 3", 2, &shape), nullptr);
+  EXPECT_NE(cache.find("SELECT email FROM patients WHERE id = 3", 1, &shape), nullptr);
 }
 
 TEST(AnalysisCacheTest, EvictsLeastRecentlyUsedWithinBudget) {
