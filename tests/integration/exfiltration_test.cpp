@@ -115,6 +115,40 @@ TEST_F(ExfiltrationTest, MonitorModeOnlyAlerts) {
   unlink(path);
 }
 
+// The simple protocol's usual traffic (one statement, other constants each time) reuses an
+// analysis by literal shape: masking and the rules still apply to every text, and a constant
+// that matters (LIMIT) is never shared.
+TEST_F(ExfiltrationTest, ShapeCacheKeepsMaskingAndRules) {
+  char path[] = "/tmp/pgveil-audit.XXXXXX";
+  close(mkstemp(path));
+  Proxy proxy(Proxy::Raw{}, config("enforce", path));
+  auto c = connect(conninfo(proxy.port(), "support"));
+  ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
+  auto direct = connect(conninfo(Cluster::get().port, "admin"));
+  ASSERT_EQ(PQstatus(direct.get()), CONNECTION_OK);
+  for (int id = 1; id <= 20; ++id) {
+    auto sql = "SELECT email, full_name, id FROM patients WHERE id = " + std::to_string(id * 37) + " AND 'x' <> 'y'";
+    auto raw = exec(direct.get(), sql);
+    auto got = exec(c.get(), sql);
+    ASSERT_EQ(PQresultStatus(got.get()), PGRES_TUPLES_OK) << PQresultErrorMessage(got.get());
+    ASSERT_EQ(PQntuples(got.get()), 1);
+    std::string email = PQgetvalue(got.get(), 0, 0);
+    EXPECT_NE(email, PQgetvalue(raw.get(), 0, 0));
+    EXPECT_NE(email.find("***@"), std::string::npos) << email;
+    EXPECT_STREQ(PQgetvalue(got.get(), 0, 2), PQgetvalue(raw.get(), 0, 2));
+  }
+  auto values = parseMetrics(httpGet(proxy.adminPort(), "/metrics"));
+  EXPECT_GE(values["pgveil_analyzer_cache_shape_hits_total"], 19);
+  // Same shape, but LIMIT's value decides the rule: each text is judged on its own.
+  EXPECT_EQ(sqlstate(c.get(), "SELECT email FROM patients LIMIT 7"), "ok");
+  EXPECT_EQ(sqlstate(c.get(), "SELECT email FROM patients LIMIT 8"), "ok");
+  EXPECT_NE(sqlstate(c.get(), "SELECT email FROM patients LIMIT 9000").find("unbounded_read"), std::string::npos);
+  // A refusal is not cached away either.
+  EXPECT_EQ(sqlstate(c.get(), "SELECT upper(email) FROM patients WHERE id = 1").substr(0, 5), "42501");
+  EXPECT_EQ(sqlstate(c.get(), "SELECT upper(email) FROM patients WHERE id = 2").substr(0, 5), "42501");
+  unlink(path);
+}
+
 TEST_F(ExfiltrationTest, AdminEndpoint) {
   Proxy proxy(Proxy::Raw{}, demoConfigForTests());
   ASSERT_GT(proxy.adminPort(), 0) << proxy.log();
