@@ -33,6 +33,19 @@ class ReadBuffer {
   }
   void consume(std::size_t n) { begin_ += n; }
 
+  // Nothing buffered and the last read did not fill the buffer: the peer went quiet (as
+  // opposed to a bulk stream, where the next read follows at once).
+  [[nodiscard]] bool quiet() const { return begin_ == end_ && !lastFill_; }
+  // Frees the memory of an empty buffer; the next writePtr() allocates the initial size again.
+  // Idle sessions then hold no read buffer.
+  void release() {
+    if (begin_ != end_) return;
+    buf_.reset();
+    cap_ = 0;
+    begin_ = end_ = 0;
+    lastFill_ = false;
+  }
+
   // Moves unconsumed bytes to the front and makes room for at least `need` unconsumed bytes
   // in total (a message that must be inspected whole). Grows when the last read filled the
   // buffer (throughput), shrinks back to the initial size when idle and empty (memory).

@@ -46,6 +46,13 @@ class OutBatch {
     bytes_ = 0;
     if (owned_.capacity() > (1u << 20)) std::string().swap(owned_);
   }
+  // Called when the session goes idle: gives back what a large result made grow.
+  void trim() {
+    if (!segs_.empty()) return;
+    if (owned_.capacity() > (16u << 10)) std::string().swap(owned_);
+    if (segs_.capacity() > 256) std::vector<Seg>().swap(segs_);
+    if (bufs_.capacity() > 256) std::vector<boost::asio::const_buffer>().swap(bufs_);
+  }
 
  private:
   struct Seg {
