@@ -184,7 +184,8 @@ std::string sessionsJson(SharedState& shared) {
            ",\"policy\":" + (i.policy.empty() ? std::string("null") : masking::jsonQuote(i.policy)) +
            ",\"state\":" + masking::jsonQuote(stateName(i.state.load())) + ",\"seconds\":" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - i.started).count()) +
            ",\"rows\":" + std::to_string(i.rows.load()) + ",\"rows_masked\":" + std::to_string(i.rowsMasked.load()) +
-           ",\"refusals\":" + std::to_string(i.refusals.load()) + "}";
+           ",\"refusals\":" + std::to_string(i.refusals.load()) +
+           ",\"buffer_bytes\":" + std::to_string(i.bufferBytes.load()) + "}";
   }
   out += infos.empty() ? "]\n" : "\n]\n";
   return out;

@@ -114,21 +114,6 @@ bool serverMayStream(char t) { return t == msg::kDataRow || t == msg::kCopyData;
 
 // Reads until one whole message is buffered. Returns 1 with `out` viewing the buffer (not yet
 // consumed), 0 on EOF or I/O error, -1 on an invalid length.
-// The relay's read. When the peer has gone quiet (nothing buffered, the last read did not fill
-// the buffer), the buffer is given back and the read waits for readiness before taking one
-// again: an idle session holds no read buffers (about 24 KB each otherwise). The wait replaces
-// the speculative read that would have failed, so request/response traffic pays nothing more.
-asio::awaitable<std::pair<error_code, std::size_t>> readFrom(Stream& s, protocol::ReadBuffer& buf, std::size_t want,
-                                                            OutBatch& out) {
-  if (buf.quiet() && want == 0) {
-    buf.release();
-    out.trim();
-    if (auto ec = co_await s.waitReadable()) co_return std::pair{ec, std::size_t{0}};
-  }
-  buf.compact(want);
-  co_return co_await s.readSome(buf.writePtr(), buf.writable());
-}
-
 asio::awaitable<int> readMessage(Stream& s, protocol::ReadBuffer& buf, std::uint32_t maxLen, Message& out,
                                  std::uint64_t& counter) {
   for (;;) {
@@ -226,6 +211,11 @@ class Session {
   asio::awaitable<bool> choosePolicy(const protocol::StartupPacket& sp);
   asio::awaitable<void> clientToServer();
   asio::awaitable<void> serverToClient();
+  asio::awaitable<std::pair<error_code, std::size_t>> readFrom(Stream& s, protocol::ReadBuffer& buf, std::size_t want,
+                                                              OutBatch& out);
+  void noteBuffers() {
+    if (info_) info_->bufferBytes.store(clientIn_.capacity() + serverIn_.capacity(), std::memory_order_relaxed);
+  }
   bool scanClient(OutBatch& out, bool& terminated);
   bool scanServer(OutBatch& out);
   asio::awaitable<void> idleForever();
@@ -1004,6 +994,24 @@ asio::awaitable<void> Session::clientToServer() {
     clientIn_.commit(n);
     bytesFromClient_ += n;
   }
+}
+
+// The relay's read. When the peer has gone quiet (nothing buffered, the last read did not fill
+// the buffer), the buffer is given back and the read waits for readiness before taking one
+// again: an idle session holds no read buffers (about 24 KB each otherwise). The wait replaces
+// the speculative read that would have failed, so request/response traffic pays nothing more.
+asio::awaitable<std::pair<error_code, std::size_t>> Session::readFrom(Stream& s, protocol::ReadBuffer& buf,
+                                                                     std::size_t want, OutBatch& out) {
+  if (buf.quiet() && want == 0) {
+    buf.release();
+    out.trim();
+    noteBuffers();
+    if (auto ec = co_await s.waitReadable()) co_return std::pair{ec, std::size_t{0}};
+  }
+  buf.compact(want);
+  auto r = co_await s.readSome(buf.writePtr(), buf.writable());
+  noteBuffers();
+  co_return r;
 }
 
 asio::awaitable<void> Session::serverToClient() {

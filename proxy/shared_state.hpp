@@ -103,6 +103,7 @@ struct SessionInfo {
   std::atomic<std::uint64_t> rows{0};
   std::atomic<std::uint64_t> rowsMasked{0};
   std::atomic<std::uint64_t> refusals{0};
+  std::atomic<std::uint64_t> bufferBytes{0};  // read buffers held (none while the session is idle)
 };
 
 struct SharedState {

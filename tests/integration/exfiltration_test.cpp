@@ -149,6 +149,38 @@ TEST_F(ExfiltrationTest, ShapeCacheKeepsMaskingAndRules) {
   unlink(path);
 }
 
+// Idle sessions give their read buffers back (memory per idle connection): /sessions shows
+// buffer_bytes 0 once a session waits for its client, masked or relayed.
+TEST_F(ExfiltrationTest, IdleSessionsHoldNoReadBuffers) {
+  Proxy proxy(Proxy::Raw{}, demoConfigForTests());
+  auto masked = connect(conninfo(proxy.port(), "support", "clinic", "application_name=idle-masked"));
+  auto relayed = connect(conninfo(proxy.port(), "admin", "clinic", "application_name=idle-relayed"));
+  ASSERT_EQ(PQstatus(masked.get()), CONNECTION_OK) << PQerrorMessage(masked.get());
+  ASSERT_EQ(PQstatus(relayed.get()), CONNECTION_OK) << PQerrorMessage(relayed.get());
+  // A result larger than the initial buffers, so that they grow first.
+  EXPECT_EQ(PQntuples(exec(masked.get(), "SELECT email, notes FROM patients JOIN appointments a ON a.patient_id = patients.id WHERE patients.id <= 400").get()), 400);
+  EXPECT_EQ(PQntuples(exec(relayed.get(), "SELECT * FROM patients WHERE id <= 2000").get()), 2000);
+  auto bufferBytes = [&](const std::string& sessions, const std::string& app) -> long {
+    auto at = sessions.find("\"application_name\":\"" + app + "\"");
+    if (at == std::string::npos) return -1;
+    auto b = sessions.find("\"buffer_bytes\":", at);
+    if (b == std::string::npos) return -1;
+    return std::stol(sessions.substr(b + 15));
+  };
+  std::string sessions;
+  for (int i = 0; i < 200; ++i) {
+    sessions = httpGet(proxy.adminPort(), "/sessions");
+    if (bufferBytes(sessions, "idle-masked") == 0 && bufferBytes(sessions, "idle-relayed") == 0) break;
+    usleep(10000);
+  }
+  EXPECT_EQ(bufferBytes(sessions, "idle-masked"), 0) << sessions;
+  EXPECT_EQ(bufferBytes(sessions, "idle-relayed"), 0) << sessions;
+  // And they still work afterwards.
+  EXPECT_EQ(scalar(masked.get(), "SELECT count(*) FROM patients WHERE id <= 10"), "10");
+  EXPECT_EQ(scalar(relayed.get(), "SELECT email FROM patients WHERE id = 1"),
+            scalar(connect(conninfo(Cluster::get().port, "admin")).get(), "SELECT email FROM patients WHERE id = 1"));
+}
+
 TEST_F(ExfiltrationTest, AdminEndpoint) {
   Proxy proxy(Proxy::Raw{}, demoConfigForTests());
   ASSERT_GT(proxy.adminPort(), 0) << proxy.log();
