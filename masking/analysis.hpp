@@ -108,7 +108,10 @@ struct Analysis {
   bool refused = false;  // over a bound: never parsed
   // Proved on the parse tree: one SELECT/INSERT/UPDATE/DELETE whose every literal (as found by
   // literalShape) sits where its value cannot change this analysis. Texts of the same shape may
-  // then share it (AnalysisCache::findShape). Statement locations and `sql` are this text's.
+  // then share it (AnalysisCache::find with a shape).
+  // CAUTION: an analysis found by shape was made from another text: `sql` and the statements'
+  // location/length are that text's (fingerprint() and normalized() are the same for both).
+  // Code that needs the text itself must take it from the message, never from here.
   bool literalInsensitive = false;
   std::vector<StatementAnalysis> statements;
 

@@ -1838,10 +1838,11 @@ simdjson::dom::parser& threadParser(std::size_t maxDepth) {
 
 namespace {
 
-// A constant the analyzer never reads: its value cannot change the analysis.
+// A constant: inert when the analyzer never reads its value (so it cannot change the analysis).
 struct InertConst {
   std::int64_t location;
   SqlLiteral::Kind kind;
+  bool inert;
 };
 
 // Keys under which a constant's value matters to the analyzer (LIMIT/OFFSET, ORDER BY and GROUP
@@ -1849,7 +1850,8 @@ struct InertConst {
 bool sensitiveKey(std::string_view key) {
   static const std::unordered_set<std::string_view> keys = {
       "limitCount", "limitOffset", "sortClause", "groupClause", "distinctClause", "windowClause", "typeName",
-      "typmods", "arrayBounds", "lockingClause", "intoClause", "onConflictClause", "over"};
+      "typmods", "arrayBounds", "lockingClause", "intoClause", "onConflictClause", "over", "cycle_clause",
+      "search_clause"};
   return keys.count(key) > 0;
 }
 
@@ -1885,7 +1887,9 @@ bool collectFields(const Obj& body, bool sensitive, int depth, std::vector<Inert
   return true;
 }
 
-// Walks a parse-tree fragment, recording the constants in inert positions; false when too deep.
+// Walks a parse-tree fragment, recording its constants and whether each is inert; false when too
+// deep. Bodies embedded without a type wrapper take their parent's inertness, so keys leading to
+// such bodies with constants the analyzer may read (CYCLE marks ...) are in sensitiveKey().
 bool collectInert(const El& e, bool sensitive, int depth, std::vector<InertConst>& out) {
   if (depth > kMaxWalkDepth) return false;
   Arr arr;
@@ -1904,12 +1908,11 @@ bool collectInert(const El& e, bool sensitive, int depth, std::vector<InertConst
     if (!field.key.empty() && field.key[0] >= 'A' && field.key[0] <= 'Z' && !field.value.get_object().get(body)) {
       std::string_view type = field.key;
       if (type == "A_Const") {
-        if (sensitive) return true;
         std::optional<SqlLiteral::Kind> kind;
         if (get(body, "ival")) kind = SqlLiteral::Kind::Integer;
         else if (get(body, "fval")) kind = SqlLiteral::Kind::Numeric;
         else if (get(body, "sval")) kind = SqlLiteral::Kind::String;
-        if (kind) out.push_back({getInt(body, "location"), *kind});
+        if (kind) out.push_back({getInt(body, "location"), *kind, !sensitive});
         return true;
       }
       bool s = sensitive || !inertNode(type) || (type == "TypeCast" && castToRegType(body));
@@ -1936,19 +1939,24 @@ bool literalsInert(const Arr& stmts, std::string_view sql, const std::vector<Sql
   inert.reserve(literals.size() + 4);
   if (!collectInert(*stmt, false, 0, inert)) return false;
   std::sort(inert.begin(), inert.end(), [](const InertConst& a, const InertConst& b) { return a.location < b.location; });
-  auto find = [&](std::int64_t loc) -> const InertConst* {
+  // Every constant at a location must be inert: a location reached both as inert and as
+  // sensitive (a subtree shared by two parents) fails the check.
+  auto find = [&](std::int64_t loc) -> std::optional<InertConst> {
     auto it = std::lower_bound(inert.begin(), inert.end(), loc,
                                [](const InertConst& c, std::int64_t l) { return c.location < l; });
-    return it != inert.end() && it->location == loc ? &*it : nullptr;
+    if (it == inert.end() || it->location != loc) return std::nullopt;
+    InertConst c = *it;
+    for (; it != inert.end() && it->location == loc; ++it) c.inert = c.inert && it->inert && it->kind == c.kind;
+    return c;
   };
   for (const auto& lit : literals) {
-    const InertConst* c = find(lit.offset);
+    auto c = find(lit.offset);
     if (!c) {
       std::size_t m = lit.offset;
       while (m > 0 && pgSpace(sql[m - 1])) --m;
       if (m > 0 && sql[m - 1] == '-') c = find(static_cast<std::int64_t>(m - 1));
     }
-    if (!c || c->kind != lit.kind) return false;
+    if (!c || !c->inert || c->kind != lit.kind) return false;
   }
   return true;
 }

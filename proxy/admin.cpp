@@ -146,7 +146,8 @@ std::string metricsText(SharedState& shared, const std::vector<Worker*>& workers
           "Hits on an analysis of the same statement with other constants (included in hits).", total.shapeHits);
   counter(out, "pgveil_analyzer_cache_misses_total", "Analyses computed.", total.misses);
   counter(out, "pgveil_analyzer_cache_evictions_total", "Analyses evicted.", total.evictions);
-  counter(out, "pgveil_analyzer_cache_entries", "Analyses cached.", total.entries, "gauge");
+  counter(out, "pgveil_analyzer_cache_entries", "Cache entries (by text and by shape; an analysis may have both).",
+          total.entries, "gauge");
   counter(out, "pgveil_analyzer_cache_bytes", "Memory held by cached analyses.", total.bytes, "gauge");
   auto lookups = total.hits + total.misses;
   out += fmt::format("# HELP pgveil_analyzer_cache_hit_ratio Cache hits over lookups since start.\n"

@@ -464,7 +464,9 @@ TEST(LiteralInsensitivityTest, ConstantsThatMatterAreNotShared) {
            "SELECT 1; SELECT 2", "SET search_path = 'x'", "SET ROLE 'admin'", "COPY (SELECT 1) TO STDOUT",
            "EXPLAIN SELECT 1", "PREPARE p AS SELECT 1", "SELECT email::varchar(3) FROM patients",
            "SELECT email FROM patients WHERE id = (SELECT 1 LIMIT 1)", "SELECT email FROM patients TABLESAMPLE SYSTEM (10)",
-           "SELECT 'a'\n'b'"}) {
+           "SELECT 'a'\n'b'",
+           "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) CYCLE n SET is_cycle TO 'Y' DEFAULT 'N' "
+           "USING path SELECT n FROM t"}) {
     EXPECT_FALSE(insensitive(sql)) << sql;
   }
 }
