@@ -5,7 +5,9 @@
 #include "masking/strategy.hpp"
 
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #include <array>
 #include <cctype>
@@ -340,10 +342,50 @@ bool isSupportedType(std::uint32_t t) { return kindOf(t) != TypeKind::Other; }
 ValueMasker::ValueMasker(std::string key) : key_(std::move(key)), detector_(std::make_unique<PiiDetector>()) {}
 ValueMasker::~ValueMasker() = default;
 
+namespace {
+
+// A keyed HMAC-SHA256 context per thread, re-initialised per value without re-keying: the
+// one-shot HMAC() fetches the algorithm and keys a new context every call (about 1 us a value).
+struct ThreadHmac {
+  EVP_MAC* mac = nullptr;
+  EVP_MAC_CTX* ctx = nullptr;
+  std::string key;
+  ~ThreadHmac() {
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+  }
+  bool ready(const std::string& k) {
+    if (ctx && key == k) return true;
+    EVP_MAC_CTX_free(ctx);
+    ctx = nullptr;
+    key.clear();
+    if (!mac && !(mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr))) return false;
+    ctx = EVP_MAC_CTX_new(mac);
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0), OSSL_PARAM_construct_end()};
+    if (!ctx || !EVP_MAC_init(ctx, reinterpret_cast<const unsigned char*>(k.data()), k.size(), params)) {
+      EVP_MAC_CTX_free(ctx);
+      ctx = nullptr;
+      return false;
+    }
+    key = k;
+    return true;
+  }
+};
+
+}  // namespace
+
 void ValueMasker::hmac(std::string_view data, unsigned char out[32]) const {
-  unsigned int len = 32;
+  thread_local ThreadHmac t;
+  std::size_t len = 0;
+  if (t.ready(key_) && EVP_MAC_init(t.ctx, nullptr, 0, nullptr) &&
+      EVP_MAC_update(t.ctx, reinterpret_cast<const unsigned char*>(data.data()), data.size()) &&
+      EVP_MAC_final(t.ctx, out, &len, 32) && len == 32) {
+    return;
+  }
+  unsigned int n = 32;  // fallback: the one-shot form
   HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), reinterpret_cast<const unsigned char*>(data.data()),
-       data.size(), out, &len);
+       data.size(), out, &n);
 }
 
 std::size_t ValueMasker::detect(std::string_view in, std::string& out) const { return detector_->mask(in, out); }

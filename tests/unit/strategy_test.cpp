@@ -62,6 +62,34 @@ TEST_F(StrategyTest, HashIsDeterministicKeyedAndHex) {
   EXPECT_NE(a, b);
 }
 
+// RFC 4231 test case 2, with maskers of two keys interleaved on one thread (the keyed HMAC
+// context is cached per thread and must follow the key).
+TEST_F(StrategyTest, HmacKnownAnswerAcrossKeys) {
+  auto hex = [](const unsigned char* d) {
+    static const char* digits = "0123456789abcdef";
+    std::string out;
+    for (int i = 0; i < 32; ++i) {
+      out += digits[d[i] >> 4];
+      out += digits[d[i] & 15];
+    }
+    return out;
+  };
+  ValueMasker jefe("Jefe");
+  ValueMasker other("another-key-0123456789");
+  unsigned char a[32], b[32], c[32];
+  for (int round = 0; round < 3; ++round) {
+    jefe.hmac("what do ya want for nothing?", a);
+    other.hmac("what do ya want for nothing?", b);
+    jefe.hmac("what do ya want for nothing?", c);
+    EXPECT_EQ(hex(a), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    EXPECT_EQ(hex(c), hex(a));
+    EXPECT_NE(hex(b), hex(a));
+  }
+  unsigned char empty[32];
+  jefe.hmac("", empty);
+  EXPECT_NE(hex(empty), hex(a));
+}
+
 TEST_F(StrategyTest, TokenizePreservesFormat) {
   auto t = text("tokenize", {}, kText, "AB12-cd34 x");
   EXPECT_EQ(t, text("tokenize", {}, kText, "AB12-cd34 x"));
