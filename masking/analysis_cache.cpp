@@ -16,26 +16,28 @@ std::uint64_t AnalysisCache::contextKey(std::uint64_t catalogGeneration, std::st
   return XXH3_64bits_withSeed(searchPath.data(), searchPath.size(), catalogGeneration);
 }
 
-std::shared_ptr<const Analysis> AnalysisCache::find(std::string_view sql, std::uint64_t contextKey,
-                                                    const std::string* shape) {
-  // A 64-bit collision is possible in theory: the stored text (or shape) decides.
-  if (auto it = index_.find(hash(sql, contextKey));
-      it != index_.end() && it->second->context == contextKey && it->second->analysis->sql == sql) {
-    lru_.splice(lru_.begin(), lru_, it->second);
-    hits_.fetch_add(1, std::memory_order_relaxed);
-    return it->second->analysis;
+// A 64-bit collision is possible in theory: the stored text (or shape) decides.
+std::shared_ptr<const Analysis> AnalysisCache::findText(std::string_view sql, std::uint64_t contextKey) {
+  auto it = index_.find(hash(sql, contextKey));
+  if (it == index_.end() || it->second->context != contextKey || it->second->analysis->sql != sql) return nullptr;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return it->second->analysis;
+}
+
+std::shared_ptr<const Analysis> AnalysisCache::findShape(const std::string& shape, std::uint64_t contextKey) {
+  auto it = shapeIndex_.find(hash(shape, contextKey ^ kShapeSeed));
+  if (it == shapeIndex_.end() || it->second->context != contextKey || it->second->shape != shape) return nullptr;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return it->second->analysis;
+}
+
+void AnalysisCache::count(bool hit, bool byShape) {
+  if (!hit) {
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    return;
   }
-  if (shape) {
-    if (auto it = shapeIndex_.find(hash(*shape, contextKey ^ kShapeSeed));
-        it != shapeIndex_.end() && it->second->context == contextKey && it->second->shape == *shape) {
-      lru_.splice(lru_.begin(), lru_, it->second);
-      hits_.fetch_add(1, std::memory_order_relaxed);
-      shapeHits_.fetch_add(1, std::memory_order_relaxed);
-      return it->second->analysis;
-    }
-  }
-  misses_.fetch_add(1, std::memory_order_relaxed);
-  return nullptr;
+  hits_.fetch_add(1, std::memory_order_relaxed);
+  if (byShape) shapeHits_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void AnalysisCache::put(Index& index, std::uint64_t key, Entry entry) {
@@ -55,7 +57,8 @@ void AnalysisCache::put(Index& index, std::uint64_t key, Entry entry) {
 
 void AnalysisCache::insert(std::string_view sql, std::uint64_t contextKey, std::shared_ptr<const Analysis> analysis) {
   auto bytes = analysis->memoryEstimate() + sizeof(Entry) + 64;
-  put(index_, hash(sql, contextKey), {hash(sql, contextKey), contextKey, std::move(analysis), bytes, {}});
+  auto key = hash(sql, contextKey);
+  put(index_, key, {key, contextKey, std::move(analysis), bytes, {}});
 }
 
 void AnalysisCache::insertShape(std::string_view shape, std::uint64_t contextKey,

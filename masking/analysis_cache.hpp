@@ -30,10 +30,25 @@ class AnalysisCache {
  public:
   explicit AnalysisCache(std::size_t maxBytes) : maxBytes_(maxBytes) {}
 
-  // The analysis of `sql`; failing that, when `shape` is given (literalShape of `sql`), a
-  // literal-insensitive analysis of the same shape. One hit or one miss is counted.
-  [[nodiscard]] std::shared_ptr<const Analysis> find(std::string_view sql, std::uint64_t contextKey,
-                                                     const std::string* shape = nullptr);
+  // The analysis of `sql`; failing that, a literal-insensitive analysis of the same shape when
+  // `shapeOf()` returns one (literalShape of `sql`, or null). shapeOf runs only after the exact
+  // text missed. One hit or one miss is counted.
+  template <typename ShapeOf>
+  [[nodiscard]] std::shared_ptr<const Analysis> find(std::string_view sql, std::uint64_t contextKey, ShapeOf&& shapeOf) {
+    auto a = findText(sql, contextKey);
+    bool byShape = false;
+    if (!a) {
+      if (const std::string* shape = shapeOf()) {
+        a = findShape(*shape, contextKey);
+        byShape = a != nullptr;
+      }
+    }
+    count(a != nullptr, byShape);
+    return a;
+  }
+  [[nodiscard]] std::shared_ptr<const Analysis> find(std::string_view sql, std::uint64_t contextKey) {
+    return find(sql, contextKey, [] { return static_cast<const std::string*>(nullptr); });
+  }
   void insert(std::string_view sql, std::uint64_t contextKey, std::shared_ptr<const Analysis> analysis);
   // Only analyses with literalInsensitive are stored by shape.
   void insertShape(std::string_view shape, std::uint64_t contextKey, std::shared_ptr<const Analysis> analysis);
@@ -53,6 +68,9 @@ class AnalysisCache {
   };
   using Index = std::unordered_map<std::uint64_t, std::list<Entry>::iterator>;
   static std::uint64_t hash(std::string_view sql, std::uint64_t context);
+  std::shared_ptr<const Analysis> findText(std::string_view sql, std::uint64_t contextKey);
+  std::shared_ptr<const Analysis> findShape(const std::string& shape, std::uint64_t contextKey);
+  void count(bool hit, bool byShape);
   void put(Index& index, std::uint64_t key, Entry entry);
   void evictTo(std::size_t budget);
 

@@ -37,6 +37,19 @@ bool literalShape(std::string_view sql, std::string& shape, std::vector<SqlLiter
     literals.push_back({static_cast<std::uint32_t>(start), kind});
     verbatim = end;
   };
+  // From an opening quote to just past its closing one (a doubled quote stands for itself);
+  // false when unterminated or holding a NUL.
+  auto skipQuoted = [&](char q) {
+    for (++i;; ++i) {
+      if (i >= n || at(i) == 0) return false;
+      if (at(i) != static_cast<unsigned char>(q)) continue;
+      if (at(i + 1) != static_cast<unsigned char>(q)) {
+        ++i;
+        return true;
+      }
+      ++i;  // the doubled quote
+    }
+  };
   while (i < n) {
     unsigned char c = at(i);
     if (c == 0) return false;
@@ -67,38 +80,15 @@ bool literalShape(std::string_view sql, std::string& shape, std::vector<SqlLiter
       continue;
     }
     if (c == '"') {  // quoted identifier, "" inside
-      ++i;
-      for (;;) {
-        if (i >= n || at(i) == 0) return false;
-        if (at(i) == '"') {
-          if (at(i + 1) == '"') {
-            i += 2;
-            continue;
-          }
-          ++i;
-          break;
-        }
-        ++i;
-      }
+      if (!skipQuoted('"')) return false;
       continue;
     }
     if (c == '\'') {
       // A quote glued to a word or to '&' is E'', B'', X'', N'', U&'' or `type'literal'`:
       // prefixes whose lexing rules this scanner does not model.
       if (i > 0 && (identCont(at(i - 1)) || at(i - 1) == '&')) return false;
-      std::size_t start = i++;
-      for (;;) {
-        if (i >= n || at(i) == 0) return false;
-        if (at(i) == '\'') {
-          if (at(i + 1) == '\'') {
-            i += 2;
-            continue;
-          }
-          ++i;
-          break;
-        }
-        ++i;
-      }
+      std::size_t start = i;
+      if (!skipQuoted('\'')) return false;
       literal(start, i, SqlLiteral::Kind::String);
       continue;
     }

@@ -136,11 +136,16 @@ std::shared_ptr<const masking::Analysis> MaskedFlow::analyze(std::string_view sq
   auto& cache = *worker_.analysisCache;
   // The same statement with other constants shares a literal-insensitive analysis (the simple
   // protocol's usual traffic). Buffers are per thread: no allocation once warm.
+  // The shape is computed only when the exact text missed.
   thread_local std::string shape;
   thread_local std::vector<masking::SqlLiteral> literals;
-  bool shaped = sql.size() <= shared_.analyzer->options().maxQueryBytes && masking::literalShape(sql, shape, literals) &&
-                !literals.empty();
-  if (auto hit = cache.find(sql, contextKey_, shaped ? &shape : nullptr)) return hit;
+  bool shaped = false;
+  auto shapeOf = [&]() -> const std::string* {
+    shaped = sql.size() <= shared_.analyzer->options().maxQueryBytes && masking::literalShape(sql, shape, literals) &&
+             !literals.empty();
+    return shaped ? &shape : nullptr;
+  };
+  if (auto hit = cache.find(sql, contextKey_, shapeOf)) return hit;
   // search_path is taken as unknown: unqualified names resolve in every schema (conservative).
   masking::AnalyzeContext ctx{catalog_.get(), searchPath_};
   auto a = shared_.analyzer->analyze(sql, ctx, shaped ? &literals : nullptr);

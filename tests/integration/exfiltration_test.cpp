@@ -75,11 +75,7 @@ TEST_F(ExfiltrationTest, EnforceBlocksBulkReadsAndAlerts) {
   EXPECT_NE(dump.err.find("pgveil"), std::string::npos) << dump.err;
   EXPECT_EQ(dump.out.find("linda.wilson1@example.org"), std::string::npos);
   // The audit file: one JSON object per alert, normalized queries only.
-  std::string audit;
-  for (int i = 0; i < 200 && audit.find("large_pull") == std::string::npos; ++i) {
-    audit = readFile(path);
-    usleep(10000);
-  }
+  auto audit = readFileWhenContains(path, "large_pull");
   EXPECT_NE(audit.find("\"rule\":\"exfiltration.unbounded_read\",\"action\":\"blocked\",\"role\":\"support\""),
             std::string::npos) << audit;
   EXPECT_NE(audit.find("\"rule\":\"large_pull\",\"action\":\"alerted\""), std::string::npos) << audit;
@@ -105,11 +101,7 @@ TEST_F(ExfiltrationTest, MonitorModeOnlyAlerts) {
   // Masking still applies in monitor mode: it is not an exfiltration rule.
   EXPECT_EQ(scalar(c.get(), "SELECT email FROM patients WHERE id = 1"), "l***@example.org");
   EXPECT_EQ(sqlstate(c.get(), "SELECT upper(email) FROM patients").substr(0, 5), "42501");
-  std::string audit;
-  for (int i = 0; i < 200 && audit.find("select_star") == std::string::npos; ++i) {
-    audit = readFile(path);
-    usleep(10000);
-  }
+  auto audit = readFileWhenContains(path, "select_star");
   EXPECT_NE(audit.find("\"rule\":\"exfiltration.unbounded_read\",\"action\":\"monitored\""), std::string::npos) << audit;
   EXPECT_NE(audit.find("\"rule\":\"exfiltration.select_star\",\"action\":\"monitored\""), std::string::npos) << audit;
   unlink(path);
@@ -168,11 +160,10 @@ TEST_F(ExfiltrationTest, IdleSessionsHoldNoReadBuffers) {
     return std::stol(sessions.substr(b + 15));
   };
   std::string sessions;
-  for (int i = 0; i < 200; ++i) {
+  eventually([&] {
     sessions = httpGet(proxy.adminPort(), "/sessions");
-    if (bufferBytes(sessions, "idle-masked") == 0 && bufferBytes(sessions, "idle-relayed") == 0) break;
-    usleep(10000);
-  }
+    return bufferBytes(sessions, "idle-masked") == 0 && bufferBytes(sessions, "idle-relayed") == 0;
+  });
   EXPECT_EQ(bufferBytes(sessions, "idle-masked"), 0) << sessions;
   EXPECT_EQ(bufferBytes(sessions, "idle-relayed"), 0) << sessions;
   // And they still work afterwards.

@@ -207,6 +207,24 @@ std::map<std::string, double> parseMetrics(const std::string& text) {
   return values;
 }
 
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (condition()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    usleep(10000);
+  }
+}
+
+std::string readFileWhenContains(const std::string& path, const std::string& text) {
+  std::string content;
+  eventually([&] {
+    content = readFile(path);
+    return content.find(text) != std::string::npos;
+  });
+  return content;
+}
+
 std::string readFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;

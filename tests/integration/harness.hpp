@@ -7,6 +7,7 @@
 #include <atomic>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -145,6 +146,10 @@ std::string httpGet(int port, const std::string& path);
 // Prometheus text exposition (after the HTTP headers, if any) -> {series with labels: value}.
 std::map<std::string, double> parseMetrics(const std::string& text);
 std::string readFile(const std::string& path);
+// Polls `condition` every 10 ms until it holds (true) or `timeout` passes (false).
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
+// The file's contents once they contain `text` (or whatever they hold after the timeout).
+std::string readFileWhenContains(const std::string& path, const std::string& text);
 
 // Replaces the first occurrence of `from` in `text` (a test failure when it is missing).
 void replaceIn(std::string& text, const std::string& from, const std::string& to);

@@ -157,12 +157,7 @@ TEST_F(LimitsTest, RowsPerQueryErrorCancelsTheServerQueryAndTheSessionGoesOn) {
   EXPECT_NE(err.find("rows_per_query (1000)"), std::string::npos) << err;
   EXPECT_LT(elapsed, std::chrono::seconds(10));
   // The server-side query was cancelled, not left sleeping.
-  bool running = true;
-  for (int i = 0; i < 200 && running; ++i) {
-    running = serverStillRuns("marker_simple");
-    if (running) usleep(10000);
-  }
-  EXPECT_FALSE(running) << "the query still runs on the server";
+  EXPECT_TRUE(eventually([&] { return !serverStillRuns("marker_simple"); })) << "the query still runs on the server";
   // The same connection serves the next query, masked as usual.
   EXPECT_EQ(scalar(c.get(), "SELECT email FROM patients WHERE id = 1"), "l***@example.org");
   EXPECT_EQ(PQtransactionStatus(c.get()), PQTRANS_IDLE);
@@ -174,12 +169,7 @@ TEST_F(LimitsTest, RowsPerQueryErrorCancelsTheServerQueryAndTheSessionGoesOn) {
                        "FROM patients WHERE id >= $1::int ORDER BY id",
                        1, nullptr, params, nullptr, nullptr, 0));
   EXPECT_EQ(errorOf(r.get()).substr(0, 5), "54000") << errorOf(r.get());
-  running = true;
-  for (int i = 0; i < 200 && running; ++i) {
-    running = serverStillRuns("marker_ext");
-    if (running) usleep(10000);
-  }
-  EXPECT_FALSE(running);
+  EXPECT_TRUE(eventually([&] { return !serverStillRuns("marker_ext"); }));
   EXPECT_EQ(scalar(c.get(), "SELECT count(*) FROM patients WHERE id <= 1000"), "1000");
 
   // Inside a transaction: the cancelled statement fails it, as any error would, and ROLLBACK
@@ -390,11 +380,7 @@ TEST_F(LimitsTest, CanaryEndsTheSessionAlertsAndLocksTheRoleOut) {
                                                 "BETWEEN \\$1 AND \\$2\",\"fingerprint\":\"[0-9a-f]+\",\"rows\":[0-9]+,"
                                                 "\"bytes\":[0-9]+,\"duration_ms\":[0-9]+\\}")))
       << body;
-  std::string file;
-  for (int i = 0; i < 200 && file.find("canary") == std::string::npos; ++i) {
-    file = readFile(audit);
-    usleep(10000);
-  }
+  auto file = readFileWhenContains(audit, "canary");
   EXPECT_NE(file.find("\"severity\":\"critical\",\"rule\":\"canary\""), std::string::npos) << file;
   // No raw value from the demo data in the audit file, the webhook bodies or the log.
   for (const auto& raw : {kCanary, std::string("linda.wilson1@example.org"), std::string("4240")}) {

@@ -620,7 +620,7 @@ TEST(AnalysisCacheTest, ShapeEntriesServeOtherConstantsOnly) {
     std::string shape;
     std::vector<SqlLiteral> lits;
     EXPECT_TRUE(literalShape(sql, shape, lits));
-    if (auto hit = cache.find(sql, 1, &shape)) return hit;
+    if (auto hit = cache.find(sql, 1, [&] { return &shape; })) return hit;
     auto a = analyzer.analyze(sql, {catalog.get(), {"public"}}, &lits);
     cache.insert(sql, 1, a);
     cache.insertShape(shape, 1, a);
@@ -642,8 +642,15 @@ TEST(AnalysisCacheTest, ShapeEntriesServeOtherConstantsOnly) {
   std::string shape;
   std::vector<SqlLiteral> lits;
   ASSERT_TRUE(literalShape("SELECT email FROM patients WHERE id = 3", shape, lits));
-  EXPECT_EQ(cache.find("SELECT email FROM patients WHERE id = 3", 2, &shape), nullptr);
-  EXPECT_NE(cache.find("SELECT email FROM patients WHERE id = 3", 1, &shape), nullptr);
+  EXPECT_EQ(cache.find("SELECT email FROM patients WHERE id = 3", 2, [&] { return &shape; }), nullptr);
+  EXPECT_NE(cache.find("SELECT email FROM patients WHERE id = 3", 1, [&] { return &shape; }), nullptr);
+  // The shape is only asked for when the exact text missed.
+  int asked = 0;
+  EXPECT_NE(cache.find("SELECT email FROM patients WHERE id = 1", 1, [&] {
+    ++asked;
+    return &shape;
+  }), nullptr);
+  EXPECT_EQ(asked, 0);
 }
 
 TEST(AnalysisCacheTest, EvictsLeastRecentlyUsedWithinBudget) {
