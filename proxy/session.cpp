@@ -214,7 +214,7 @@ class Session {
   asio::awaitable<std::pair<error_code, std::size_t>> readFrom(Stream& s, protocol::ReadBuffer& buf, std::size_t want,
                                                               OutBatch& out);
   void noteBuffers() {
-    if (info_) info_->bufferBytes.store(clientIn_.capacity() + serverIn_.capacity(), std::memory_order_relaxed);
+    if (info_) info_->bufferBytes.store(clientIn_.heapBytes() + serverIn_.heapBytes(), std::memory_order_relaxed);
   }
   bool scanClient(OutBatch& out, bool& terminated);
   bool scanServer(OutBatch& out);
@@ -997,16 +997,17 @@ asio::awaitable<void> Session::clientToServer() {
 }
 
 // The relay's read. When the peer has gone quiet (nothing buffered, the last read did not fill
-// the buffer), the buffer is given back and the read waits for readiness before taking one
-// again: an idle session holds no read buffers (about 24 KB each otherwise). The wait replaces
-// the speculative read that would have failed, so request/response traffic pays nothing more.
+// the buffer), the heap buffer is given back and the read waits in the buffer's inline bytes:
+// an idle session holds no heap read buffers (about 24 KB otherwise). Small requests and
+// responses fit there, so request/response traffic allocates nothing, and the pending read is
+// an ordinary one: Asio skips the speculative recv after an exhausted read, where a readiness
+// wait (async_wait) would cost an epoll_ctl per message.
 asio::awaitable<std::pair<error_code, std::size_t>> Session::readFrom(Stream& s, protocol::ReadBuffer& buf,
                                                                      std::size_t want, OutBatch& out) {
   if (buf.quiet() && want == 0) {
     buf.release();
     out.trim();
     noteBuffers();
-    if (auto ec = co_await s.waitReadable()) co_return std::pair{ec, std::size_t{0}};
   }
   buf.compact(want);
   auto r = co_await s.readSome(buf.writePtr(), buf.writable());

@@ -76,12 +76,6 @@ asio::awaitable<std::pair<error_code, std::size_t>> Stream::readSome(char* data,
   co_return std::pair{ec, n};
 }
 
-asio::awaitable<error_code> Stream::waitReadable() {
-  if (ssl_ && SSL_has_pending(ssl_)) co_return error_code{};
-  auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, kUse);
-  co_return ec;
-}
-
 asio::awaitable<error_code> Stream::writeAll(std::span<const asio::const_buffer> buffers) {
   if (ssl_) {
     // A write abandoned after WANT_WRITE (the session was cancelled) leaves part of a record

@@ -29,10 +29,6 @@ class Stream {
   ~Stream();
 
   asio::awaitable<std::pair<error_code, std::size_t>> readSome(char* data, std::size_t size);
-  // Completes when a read would find data (or end of stream, or an error): lets a caller
-  // take a read buffer only once there is something to read. TLS: at once when OpenSSL
-  // already holds bytes.
-  asio::awaitable<error_code> waitReadable();
   asio::awaitable<error_code> writeAll(std::span<const asio::const_buffer> buffers);
   asio::awaitable<error_code> writeAll(std::string_view data);
 

@@ -61,7 +61,7 @@ TEST(FrameTest, ReassemblesAtEverySplit) {
   std::string stream = message('Q', std::string("SELECT 1") + '\0') + message('S', "") +
                        message('d', std::string(300, 'x')) + message('X', "");
   for (std::size_t split = 0; split <= stream.size(); ++split) {
-    ReadBuffer buf(16, 64);
+    ReadBuffer buf(16, 64, 8);  // 8 inline bytes, then 16 on the heap, doubling to 64
     std::vector<std::string> out;
     auto feed = [&](std::string_view chunk) {
       while (!chunk.empty()) {
@@ -93,27 +93,72 @@ TEST(FrameTest, ReassemblesAtEverySplit) {
 }
 
 TEST(ReadBufferTest, GrowsForWholeMessagesAndShrinksWhenIdle) {
-  ReadBuffer buf(16, 64);
-  EXPECT_EQ(buf.writable(), 16u);
+  ReadBuffer buf(16, 64, 8);
+  EXPECT_EQ(buf.writable(), 8u);  // inline
+  EXPECT_EQ(buf.heapBytes(), 0u);
   std::memcpy(buf.writePtr(), "abcd", 4);
   buf.commit(4);
   buf.compact(1000);
   EXPECT_GE(buf.capacity(), 1000u);
+  EXPECT_EQ(buf.heapBytes(), buf.capacity());
   EXPECT_EQ(buf.data(), "abcd");
   buf.consume(4);
   buf.compact();
-  EXPECT_EQ(buf.capacity(), 0u);  // released: idle sessions hold no large buffers
-  EXPECT_EQ(buf.writable(), 16u);
+  EXPECT_EQ(buf.heapBytes(), 0u);  // given back: idle sessions hold no heap buffers
+  EXPECT_EQ(buf.writable(), 8u);
 }
 
-TEST(ReadBufferTest, DoublesAfterAFullRead) {
-  ReadBuffer buf(16, 64);
-  auto n = buf.writable();
-  std::memset(buf.writePtr(), 'x', n);
-  buf.commit(n);
-  buf.consume(n);
-  buf.compact();
-  EXPECT_EQ(buf.capacity(), 32u);
+TEST(ReadBufferTest, FullInlineReadMovesToTheHeapThenDoubles) {
+  ReadBuffer buf(16, 64, 8);
+  auto fill = [&] {
+    auto n = buf.writable();
+    std::memset(buf.writePtr(), 'x', n);
+    buf.commit(n);
+    buf.consume(n);
+    EXPECT_FALSE(buf.quiet());  // a full read: more is coming, keep the buffer
+    buf.compact();
+  };
+  fill();
+  EXPECT_EQ(buf.heapBytes(), 16u);
+  fill();
+  EXPECT_EQ(buf.heapBytes(), 32u);
+}
+
+// Request/response traffic whose messages fit inline never takes heap memory, including a
+// partial message carried over between reads.
+TEST(ReadBufferTest, SmallTrafficStaysInline) {
+  ReadBuffer buf(4096, 65536);
+  for (int i = 0; i < 1000; ++i) {
+    std::string msg(100 + i % 300, static_cast<char>('a' + i % 26));
+    std::memcpy(buf.writePtr(), msg.data(), 60);
+    buf.commit(60);
+    buf.compact(msg.size());  // the whole message must be inspected
+    std::memcpy(buf.writePtr(), msg.data() + 60, msg.size() - 60);
+    buf.commit(msg.size() - 60);
+    ASSERT_EQ(buf.data(), msg);
+    buf.consume(msg.size());
+    ASSERT_TRUE(buf.quiet());
+    buf.release();
+    buf.compact();
+    ASSERT_EQ(buf.heapBytes(), 0u) << i;
+  }
+}
+
+// A message larger than the inline bytes keeps the bytes already read when it moves.
+TEST(ReadBufferTest, KeepsBytesWhenLeavingInline) {
+  ReadBuffer buf(1024, 65536);
+  std::string big(3000, 'q');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
+  std::memcpy(buf.writePtr(), big.data(), 200);
+  buf.commit(200);
+  buf.consume(50);
+  buf.compact(big.size() - 50);
+  EXPECT_GE(buf.writable(), big.size() - 200);
+  std::memcpy(buf.writePtr(), big.data() + 200, big.size() - 200);
+  buf.commit(big.size() - 200);
+  EXPECT_EQ(buf.data(), std::string_view(big).substr(50));
+  buf.release();  // not empty: kept
+  EXPECT_EQ(buf.data(), std::string_view(big).substr(50));
 }
 
 }  // namespace
