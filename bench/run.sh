@@ -3,6 +3,8 @@
 #   - pgbench -S in simple, extended and prepared modes at 1, 8 and 32 clients
 #   - a 1,000,000-row SELECT of the demo table, unmasked and masked, and COPY TO STDOUT of it
 #   - connection set-up rate (connect, one query, disconnect)
+# pgbench also runs through bench/bare_relay.cpp (one thread, epoll, read and write, nothing
+# else): the yardstick for what any proxy costs on this machine.
 # Targets are interleaved (A/B/C) and repeated; medians are reported. Everything runs on
 # loopback against a throwaway cluster. Results: bench/results/results.csv and results.png.
 #   REPS=3 DURATION=10 bench/run.sh
@@ -51,9 +53,13 @@ printf '"pgveil_trust" "unused"\n"admin" "admin"\n"support" "support"\n' >"$DIR/
 as_pg pgbouncer -d "$DIR/pgbouncer.ini"
 for _ in $(seq 100); do [[ -f "$DIR/pgbouncer.pid" ]] && break; sleep 0.05; done
 BOUNCER_PID=$(cat "$DIR/pgbouncer.pid")
-echo "bench: pgveil on $VEIL, pgbouncer on $BOUNCER; $(nproc) cores; $REPS repetitions of ${DURATION}s"
+RELAY=$(free_port)
+"$ROOT/build-release/bench/bare_relay" "$RELAY" "$PG" 2>"$DIR/relay.log" &
+BENCH_PIDS+=("$!")
+for _ in $(seq 100); do grep -q listening "$DIR/relay.log" 2>/dev/null && break; sleep 0.05; done
+echo "bench: pgveil on $VEIL, pgbouncer on $BOUNCER, bare relay on $RELAY; $(nproc) cores; $REPS repetitions of ${DURATION}s"
 
-port_of() { case $1 in direct) echo "$PG" ;; pgbouncer) echo "$BOUNCER" ;; pgveil) echo "$VEIL" ;; esac; }
+port_of() { case $1 in direct) echo "$PG" ;; pgbouncer) echo "$BOUNCER" ;; relay) echo "$RELAY" ;; pgveil) echo "$VEIL" ;; esac; }
 RAW="$DIR/raw.csv"
 : >"$RAW"
 
@@ -103,7 +109,7 @@ for rep in $(seq "$REPS"); do
   echo "bench: repetition $rep/$REPS"
   for mode in $MODES; do
     for c in $CLIENTS; do
-      for target in direct pgbouncer pgveil; do run_pgbench "$target" "$mode" "$c"; done
+      for target in direct pgbouncer relay pgveil; do run_pgbench "$target" "$mode" "$c"; done
     done
   done
   for target in direct pgbouncer pgveil; do run_rows "$target" admin select-1M-unmasked; done
@@ -128,25 +134,27 @@ bench_names = sorted({b for b, _ in rows}, key=lambda b: (b.split('-')[0], b))
 table = []
 for b in bench_names:
     res = {t: (med([x[0] for x in rows[(b, t)]]), med([x[1] for x in rows[(b, t)]]), med([x[2] for x in rows[(b, t)]]))
-           for t in ("direct", "pgbouncer", "pgveil") if (b, t) in rows}
+           for t in ("direct", "pgbouncer", "relay", "pgveil") if (b, t) in rows}
     d = res.get("direct", (None,))[0]
     pb = res.get("pgbouncer", (None,))[0]
     v = res.get("pgveil", (None,))[0]
-    table.append((b, res, (v / d) if v and d else None, (v / pb) if v and pb else None))
+    rl = res.get("relay", (None,))[0]
+    table.append((b, res, (v / d) if v and d else None, (v / pb) if v and pb else None, (v / rl) if v and rl else None))
 with open(f"{out}/results.csv", "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["benchmark", "target", "rate", "p50_ms", "p99_ms"])
-    for b, res, _, _ in table:
+    for b, res, _, _, _ in table:
         for t, (rate, p50, p99) in res.items():
             w.writerow([b, t, f"{rate:.1f}", "" if p50 is None else f"{p50:.3f}", "" if p99 is None else f"{p99:.3f}"])
 print(f"\npgveil benchmarks: {cores} cores, median of {reps} interleaved repetitions, {duration}s per pgbench run")
-print(f"{'benchmark':28} {'direct':>11} {'pgbouncer':>11} {'pgveil':>11} {'veil/direct':>11} {'veil/bouncer':>12}  p50/p99 ms (pgveil)")
-for b, res, rd, rb in table:
+print(f"{'benchmark':28} {'direct':>11} {'pgbouncer':>11} {'bare relay':>11} {'pgveil':>11} {'veil/direct':>11} "
+      f"{'veil/bouncer':>12} {'veil/relay':>10}  p50/p99 ms (pgveil)")
+for b, res, rd, rb, rr in table:
     cell = lambda t: f"{res[t][0]:11.0f}" if t in res and res[t][0] else f"{'-':>11}"
     lat = res.get("pgveil", (None, None, None))
     lats = f"{lat[1]:.3f}/{lat[2]:.3f}" if lat[1] is not None else ""
-    print(f"{b:28} {cell('direct')} {cell('pgbouncer')} {cell('pgveil')} "
-          f"{(f'{rd:.2f}' if rd else '-'):>11} {(f'{rb:.2f}' if rb else '-'):>12}  {lats}")
+    print(f"{b:28} {cell('direct')} {cell('pgbouncer')} {cell('relay')} {cell('pgveil')} "
+          f"{(f'{rd:.2f}' if rd else '-'):>11} {(f'{rb:.2f}' if rb else '-'):>12} {(f'{rr:.2f}' if rr else '-'):>10}  {lats}")
 PY
 if command -v gnuplot >/dev/null; then
   grep '^pgbench' "$OUT/results.csv" | awk -F, '{print $1","$2","$3}' >"$DIR/plot.csv"
@@ -158,19 +166,19 @@ for line in open(sys.argv[1]):
     d.setdefault(b, {})[t] = r
 with open(sys.argv[2], "w") as f:
     for b, v in d.items():
-        f.write(f"{b} {v.get('direct', 0)} {v.get('pgbouncer', 0)} {v.get('pgveil', 0)}\n")
+        f.write(f"{b} {v.get('direct', 0)} {v.get('pgbouncer', 0)} {v.get('relay', 0)} {v.get('pgveil', 0)}\n")
 PY
   gnuplot <<GP
 set terminal png size 1400,600
 set output "$OUT/results.png"
-set title "pgbench -S TPS: direct, pgbouncer (session), pgveil ($(nproc) cores)"
+set title "pgbench -S TPS: direct, pgbouncer (session), bare relay, pgveil ($(nproc) cores)"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8
 set xtics rotate by -30
 set ylabel "TPS"
 set yrange [0:*]
-plot "$DIR/plot.dat" using 2:xtic(1) title "direct", "" using 3 title "pgbouncer", "" using 4 title "pgveil"
+plot "$DIR/plot.dat" using 2:xtic(1) title "direct", "" using 3 title "pgbouncer", "" using 4 title "bare relay", "" using 5 title "pgveil"
 GP
   echo "bench: wrote $OUT/results.csv and $OUT/results.png"
 fi
