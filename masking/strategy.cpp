@@ -53,13 +53,18 @@ std::int64_t intMax(int width) { return width == 2 ? 32767 : width == 4 ? INT32_
 
 const char kHex[] = "0123456789abcdef";
 
+void appendHex(const unsigned char* p, std::size_t n, std::string& out) {
+  auto at = out.size();
+  out.resize(at + n * 2);
+  for (std::size_t i = 0; i < n; ++i) {
+    out[at + 2 * i] = kHex[p[i] >> 4];
+    out[at + 2 * i + 1] = kHex[p[i] & 15];
+  }
+}
+
 std::string toHex(const unsigned char* p, std::size_t n) {
   std::string out;
-  out.reserve(n * 2);
-  for (std::size_t i = 0; i < n; ++i) {
-    out.push_back(kHex[p[i] >> 4]);
-    out.push_back(kHex[p[i] & 15]);
-  }
+  appendHex(p, n, out);
   return out;
 }
 
@@ -222,47 +227,52 @@ std::size_t utf8Offset(std::string_view s, std::size_t n) {
   return s.size();
 }
 
-std::string partialText(std::string_view s, int first, int last) {
+// The text strategies write into `out` (cleared first), whose capacity is reused across rows.
+void partialText(std::string_view s, int first, int last, std::string& out) {
+  out.clear();
   auto len = utf8Length(s);
-  std::string out;
   if (len <= static_cast<std::size_t>(first + last)) {
     out.assign(len, '*');
-    return out;
+    return;
   }
   auto headEnd = utf8Offset(s, static_cast<std::size_t>(first));
   auto tailBegin = utf8Offset(s, len - static_cast<std::size_t>(last));
   out.append(s.substr(0, headEnd));
   out.append(len - static_cast<std::size_t>(first + last), '*');
   out.append(s.substr(tailBegin));
-  return out;
 }
 
-std::string partialEmail(std::string_view s) {
+void partialEmail(std::string_view s, std::string& out) {
+  out.clear();
   auto at = s.rfind('@');
-  if (at == std::string_view::npos) return s.empty() ? std::string() : std::string(s.substr(0, utf8Offset(s, 1))) + "***";
-  std::string out;
+  if (at == std::string_view::npos) {
+    if (!s.empty()) out.append(s.substr(0, utf8Offset(s, 1))).append("***");
+    return;
+  }
   if (at > 0) out.append(s.substr(0, utf8Offset(s, 1)));
   out += "***";
   out.append(s.substr(at));
-  return out;
 }
 
-std::string last4Text(std::string_view s) {
+// ASCII letters and digits: what isalnum() answers in the C locale pgveil runs in, without a
+// call per byte.
+constexpr bool asciiAlnum(unsigned char c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }
+
+void last4Text(std::string_view s, std::string& out) {
+  out.clear();
   std::size_t alnum = 0;
-  for (unsigned char c : s) alnum += std::isalnum(c) ? 1 : 0;
-  std::string out;
+  for (unsigned char c : s) alnum += asciiAlnum(c) ? 1 : 0;
+  out.resize(s.size());
   std::size_t seen = 0;
-  for (unsigned char c : s) {
-    if (std::isalnum(c)) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (asciiAlnum(c)) {
       ++seen;
-      out.push_back(alnum > 4 && seen + 4 > alnum ? static_cast<char>(c) : '*');
-    } else if (c >= 0x80) {
-      out.push_back('*');  // a byte of a non-ASCII character: masked, never kept
+      out[i] = alnum > 4 && seen + 4 > alnum ? static_cast<char>(c) : '*';
     } else {
-      out.push_back(static_cast<char>(c));
+      out[i] = c >= 0x80 ? '*' : static_cast<char>(c);  // a byte of a non-ASCII character: masked, never kept
     }
   }
-  return out;
 }
 
 }  // namespace
@@ -416,16 +426,15 @@ class TokenStream {
   std::uint32_t counter_ = 0;
 };
 
-std::string tokenizeText(const ValueMasker& m, std::string_view s) {
+void tokenizeText(const ValueMasker& m, std::string_view s, std::string& out) {
   TokenStream ts(m, s);
-  std::string out(s);
+  out.assign(s);
   for (auto& c : out) {
     auto u = static_cast<unsigned char>(c);
     if (u >= '0' && u <= '9') c = static_cast<char>('0' + ts.next() % 10);
     else if (u >= 'a' && u <= 'z') c = static_cast<char>('a' + ts.next() % 26);
     else if (u >= 'A' && u <= 'Z') c = static_cast<char>('A' + ts.next() % 26);
   }
-  return out;
 }
 
 std::uint64_t hash64(const ValueMasker& m, std::string_view s) {
@@ -439,16 +448,17 @@ std::uint64_t hash64(const ValueMasker& m, std::string_view s) {
 bool maskTextValue(const ValueMasker& m, const Strategy& s, std::string_view in, std::string& out) {
   switch (s.kind) {
     case StrategyKind::Null: return false;
-    case StrategyKind::Partial: out = partialText(in, s.keepFirst, s.keepLast); return true;
-    case StrategyKind::PartialEmail: out = partialEmail(in); return true;
-    case StrategyKind::Last4: out = last4Text(in); return true;
+    case StrategyKind::Partial: partialText(in, s.keepFirst, s.keepLast, out); return true;
+    case StrategyKind::PartialEmail: partialEmail(in, out); return true;
+    case StrategyKind::Last4: last4Text(in, out); return true;
     case StrategyKind::Hash: {
       unsigned char h[32];
       m.hmac(in, h);
-      out = toHex(h, 16);
+      out.clear();
+      appendHex(h, 16, out);
       return true;
     }
-    case StrategyKind::Tokenize: out = tokenizeText(m, in); return true;
+    case StrategyKind::Tokenize: tokenizeText(m, in, out); return true;
     case StrategyKind::Fixed: out = s.fixed; return true;
     case StrategyKind::Detect: m.detect(in, out); return true;
     default: out = "***"; return true;

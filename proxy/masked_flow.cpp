@@ -45,11 +45,14 @@ MaskedFlow::MaskedFlow(SharedState& shared, Worker& worker, std::shared_ptr<cons
   contextKey_ = masking::AnalysisCache::contextKey(catalog_->generation(), searchPathKey_);
 }
 
+MaskedFlow::~MaskedFlow() { flushCounts(); }
+
 // Derives what this session checks from the current rules and policy.
 void MaskedFlow::applyRules() {
   masked_ = !policy_->unmasked();
   const auto& cfg = *rules_->config;
   limits_ = &config::limitsFor(cfg, policy_->role());
+  if (counters_) flushCounts();  // to the role the rows were counted for
   counters_ = &shared_.countersFor(policy_->role());
   canaries_ = rules_->canaries && !cfg.canaries.exempt.count(policy_->role()) ? rules_->canaries.get() : nullptr;
   exempt_ = rules_->exfiltrationExempt(policy_->role(), identity_.user);
@@ -766,10 +769,9 @@ bool MaskedFlow::admit(const protocol::Message& m, OutBatch& out, bool& result) 
     case Admit::Forward:
       break;
   }
-  if (identity_.info) identity_.info->rows.fetch_add(1, std::memory_order_relaxed);
-  shared_.rowsForwarded.fetch_add(1, std::memory_order_relaxed);
-  counters_->rowsForwarded.fetch_add(1, std::memory_order_relaxed);
-  counters_->bytesForwarded.fetch_add(m.bytes.size(), std::memory_order_relaxed);
+  if (pending_.rows >= 256) flushCounts();
+  ++pending_.rows;
+  pending_.bytes += m.bytes.size();
   return true;
 }
 
@@ -1090,10 +1092,24 @@ bool MaskedFlow::forwardCopyData(const protocol::Message& m, OutBatch& out) {
 
 void MaskedFlow::countMasked(std::size_t bytes) {
   ++rowsMasked_;
-  shared_.rowsMasked.fetch_add(1, std::memory_order_relaxed);
-  counters_->rowsMasked.fetch_add(1, std::memory_order_relaxed);
-  counters_->bytesMasked.fetch_add(bytes, std::memory_order_relaxed);
-  if (identity_.info) identity_.info->rowsMasked.fetch_add(1, std::memory_order_relaxed);
+  ++pending_.rowsMasked;
+  pending_.bytesMasked += bytes;
+}
+
+void MaskedFlow::flushCounts() {
+  if (pending_.rows == 0 && pending_.rowsMasked == 0) return;
+  constexpr auto relaxed = std::memory_order_relaxed;
+  shared_.rowsForwarded.fetch_add(pending_.rows, relaxed);
+  shared_.rowsMasked.fetch_add(pending_.rowsMasked, relaxed);
+  counters_->rowsForwarded.fetch_add(pending_.rows, relaxed);
+  counters_->bytesForwarded.fetch_add(pending_.bytes, relaxed);
+  counters_->rowsMasked.fetch_add(pending_.rowsMasked, relaxed);
+  counters_->bytesMasked.fetch_add(pending_.bytesMasked, relaxed);
+  if (identity_.info) {
+    identity_.info->rows.fetch_add(pending_.rows, relaxed);
+    identity_.info->rowsMasked.fetch_add(pending_.rowsMasked, relaxed);
+  }
+  pending_ = {};
 }
 
 void MaskedFlow::rollbackToConfirmed() {
@@ -1142,6 +1158,7 @@ void MaskedFlow::popUntilSync() {
 }
 
 bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
+  if (m.type != msg::kDataRow) flushCounts();  // a result ends (or never had rows)
   if (!discardUntilReady_) return handleServerMessage(m, out);
   // After an error-mode breach the client already has its error: everything up to the next
   // ReadyForQuery is tracked (statements, portals, the response queue) but not forwarded, except

@@ -172,6 +172,31 @@ TEST_F(ExfiltrationTest, IdleSessionsHoldNoReadBuffers) {
             scalar(connect(conninfo(Cluster::get().port, "admin")).get(), "SELECT email FROM patients WHERE id = 1"));
 }
 
+// Row counters are added up per result (not per row): /sessions and the role metrics still
+// show exact counts as soon as the client has its result, across results larger than a batch.
+TEST_F(ExfiltrationTest, RowCountsAreExactPerResult) {
+  Proxy proxy(Proxy::Raw{}, demoConfigForTests());
+  auto c = connect(conninfo(proxy.port(), "support", "clinic", "application_name=row-counts"));
+  ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
+  EXPECT_EQ(PQntuples(exec(c.get(), "SELECT email FROM patients WHERE id <= 1000").get()), 1000);
+  EXPECT_EQ(PQntuples(exec(c.get(), "SELECT email FROM patients WHERE id <= 3").get()), 3);
+  EXPECT_EQ(PQntuples(exec(c.get(), "SELECT id FROM patients WHERE id <= 7").get()), 7);  // nothing to mask
+  auto field = [](const std::string& json, const std::string& app, const std::string& name) -> long {
+    auto at = json.find("\"application_name\":\"" + app + "\"");
+    if (at == std::string::npos) return -1;
+    auto b = json.find("\"" + name + "\":", at);
+    if (b == std::string::npos) return -1;
+    return std::stol(json.substr(b + name.size() + 3));
+  };
+  auto sessions = httpGet(proxy.adminPort(), "/sessions");
+  EXPECT_EQ(field(sessions, "row-counts", "rows"), 1010) << sessions;
+  EXPECT_EQ(field(sessions, "row-counts", "rows_masked"), 1003) << sessions;
+  auto m = parseMetrics(httpGet(proxy.adminPort(), "/metrics"));
+  EXPECT_EQ(m["pgveil_role_rows_forwarded_total{role=\"support\"}"], 1010);
+  EXPECT_EQ(m["pgveil_role_rows_masked_total{role=\"support\"}"], 1003);
+  EXPECT_EQ(m["pgveil_rows_masked_total"], 1003);
+}
+
 TEST_F(ExfiltrationTest, AdminEndpoint) {
   Proxy proxy(Proxy::Raw{}, demoConfigForTests());
   ASSERT_GT(proxy.adminPort(), 0) << proxy.log();

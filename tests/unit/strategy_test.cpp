@@ -50,6 +50,29 @@ TEST_F(StrategyTest, TextStrategies) {
   EXPECT_EQ(text("none", {}, kText, "raw"), "raw");
 }
 
+// The text strategies write into the caller's buffer: rewriting a row allocates nothing once
+// the scratch buffer has grown (outputs here are longer than the small-string buffer).
+TEST_F(StrategyTest, TextStrategiesReuseTheOutputBuffer) {
+  struct Case {
+    const char* strategy;
+    std::vector<std::string> args;
+    const char* in;
+  } cases[] = {{"partial", {"1", "2"}, "Linda Wilson-Hernandez"},
+               {"partial_email", {}, "linda.wilson1@example.org"},
+               {"last4", {}, "+1-238-555-7919 extension 42"},
+               {"hash", {}, "linda.wilson1@example.org"},
+               {"tokenize", {}, "linda.wilson1@example.org"}};
+  for (const auto& c : cases) {
+    std::string out;
+    out.reserve(256);
+    const char* buffer = out.data();
+    ASSERT_TRUE(masker_.mask(makeStrategy(c.strategy, c.args), kText, 0, c.in, out)) << c.strategy;
+    EXPECT_GT(out.size(), 15u) << c.strategy;
+    EXPECT_EQ(out.data(), buffer) << c.strategy;
+    EXPECT_EQ(out, text(c.strategy, c.args, kText, c.in)) << c.strategy;
+  }
+}
+
 TEST_F(StrategyTest, HashIsDeterministicKeyedAndHex) {
   auto a = text("hash", {}, kText, "linda.wilson1@example.org");
   EXPECT_EQ(a, text("hash", {}, kText, "linda.wilson1@example.org"));
