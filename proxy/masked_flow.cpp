@@ -606,7 +606,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       return true;
     }
     case msg::kBind: {
-      protocol::BindMsg b;
+      auto& b = bindScratch_;
       if (!protocol::decodeBind(m.payload, b)) {
         return malformed("Bind");
       }
@@ -730,7 +730,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
 
 void MaskedFlow::planFromRowDescription(std::string_view payload, const masking::StatementAnalysis* stmt,
                                         masking::ResultPlan& plan) {
-  protocol::RowDescriptionMsg rd;
+  auto& rd = rowDescriptionScratch_;
   if (!protocol::decodeRowDescription(payload, rd)) {
     // Unreadable: mark the plan so that every row is refused (rewriteDataRow checks counts).
     plan = {};

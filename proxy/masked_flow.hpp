@@ -7,7 +7,6 @@
 // DataRow and COPY stream to its statement; rows are rewritten by the result plan; errors,
 // notices, notifications and parameter reports are scrubbed.
 
-#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -18,6 +17,7 @@
 #include "protocol/frame.hpp"
 #include "protocol/messages.hpp"
 #include "proxy/out_batch.hpp"
+#include "proxy/ring_queue.hpp"
 #include "proxy/shared_state.hpp"
 
 namespace pgveil::proxy {
@@ -164,7 +164,7 @@ class MaskedFlow {
   std::vector<std::string> searchPath_;  // empty: unknown (resolve in every schema)
   std::string searchPathKey_;
 
-  std::deque<Expected> expects_;
+  RingQueue<Expected> expects_;
   // Protocol-level statements and portals, as the client sees them (updated when sent, used to
   // attribute later messages of the same batch) and as the server confirmed them (updated on
   // ParseComplete/BindComplete). A failed batch rolls the client view back to the confirmed one.
@@ -191,6 +191,10 @@ class MaskedFlow {
 
   std::string scratch_;
   std::string scratch2_;
+  // Decoded message views, reused so that their vectors keep their capacity (valid only
+  // within the call that decodes into them).
+  protocol::BindMsg bindScratch_;
+  protocol::RowDescriptionMsg rowDescriptionScratch_;
   std::string fatalCode_;
   std::string fatalMessage_;
   std::uint64_t refusals_ = 0;
