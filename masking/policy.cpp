@@ -276,8 +276,15 @@ FieldPlan decide(const Lineage* lineage, const std::string* directClass, bool fa
 ResultPlan planResult(const protocol::RowDescriptionMsg& rd, const StatementAnalysis* stmt, const Policy& p,
                       const Classification& cls, const Catalog& catalog) {
   ResultPlan plan;
-  plan.fields.resize(rd.fields.size());
-  if (p.unmasked()) return plan;
+  planResult(rd, stmt, p, cls, catalog, plan);
+  return plan;
+}
+
+void planResult(const protocol::RowDescriptionMsg& rd, const StatementAnalysis* stmt, const Policy& p,
+                const Classification& cls, const Catalog& catalog, ResultPlan& plan) {
+  plan.any = false;
+  plan.fields.assign(rd.fields.size(), FieldPlan{});
+  if (p.unmasked()) return;
   bool lineageUsable = stmt && !stmt->outputsIncomplete && stmt->outputs.size() == rd.fields.size();
   bool doubtful = !stmt || cls.readsClassified(*stmt) || stmt->unknownRelations;
   for (std::size_t i = 0; i < rd.fields.size(); ++i) {
@@ -303,7 +310,6 @@ ResultPlan planResult(const protocol::RowDescriptionMsg& rd, const StatementAnal
     plan.any = plan.any || f.mask;
     plan.fields[i] = f;
   }
-  return plan;
 }
 
 ResultPlan planCopy(const StatementAnalysis& stmt, std::size_t columns, std::int16_t format, const Policy& p,

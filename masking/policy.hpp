@@ -103,6 +103,9 @@ struct ResultPlan {
 // then every field without a table OID is masked when in doubt.
 [[nodiscard]] ResultPlan planResult(const protocol::RowDescriptionMsg& rd, const StatementAnalysis* stmt,
                                     const Policy& policy, const Classification& cls, const Catalog& catalog);
+// The same into an existing plan, reusing its storage.
+void planResult(const protocol::RowDescriptionMsg& rd, const StatementAnalysis* stmt, const Policy& policy,
+                const Classification& cls, const Catalog& catalog, ResultPlan& plan);
 
 // Plans masking for COPY TO output (no RowDescription: types from the catalog where known).
 [[nodiscard]] ResultPlan planCopy(const StatementAnalysis& stmt, std::size_t columns, std::int16_t format,

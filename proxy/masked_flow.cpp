@@ -737,7 +737,7 @@ void MaskedFlow::planFromRowDescription(std::string_view payload, const masking:
     plan.any = true;
     return;
   }
-  plan = masking::planResult(rd, stmt, *policy_, *classification_, *catalog_);
+  masking::planResult(rd, stmt, *policy_, *classification_, *catalog_, plan);
   for (const auto& f : rd.fields) {
     if (f.tableOid != 0 && !catalog_->byOid(f.tableOid)) {
       shared_.catalogs->requestRefresh(identity_.database);
