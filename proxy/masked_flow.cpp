@@ -1293,7 +1293,8 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
         if (m.type == msg::kCommandComplete && stmt && front->refusal.empty()) trackStatement(front->analysis, *stmt);
         ++simpleIndex_;
         simplePlanned_ = false;
-        simplePlan_ = {};
+        simplePlan_.fields.clear();  // keeps its storage for the next result
+        simplePlan_.any = false;
         simpleCount_ = {};
         copying_ = false;
         return true;
@@ -1321,7 +1322,8 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
         }
         simpleIndex_ = 0;
         simplePlanned_ = false;
-        simplePlan_ = {};
+        simplePlan_.fields.clear();  // keeps its storage for the next result
+        simplePlan_.any = false;
         refusalSent_ = false;
         copying_ = false;
         out.ref(m.bytes);
