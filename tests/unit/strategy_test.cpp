@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+
 #include "masking/detect.hpp"
 #include "protocol/bytes.hpp"
 
@@ -70,6 +72,29 @@ TEST_F(StrategyTest, TextStrategiesReuseTheOutputBuffer) {
     EXPECT_GT(out.size(), 15u) << c.strategy;
     EXPECT_EQ(out.data(), buffer) << c.strategy;
     EXPECT_EQ(out, text(c.strategy, c.args, kText, c.in)) << c.strategy;
+  }
+}
+
+// last4 decides per byte without isalnum(): every byte value against the C locale's isalnum,
+// as a letter/digit (counted, all but the last four masked), an ASCII separator (kept) or a
+// byte of a non-ASCII character (masked).
+TEST_F(StrategyTest, Last4ClassifiesEveryByteLikeTheCLocale) {
+  for (int b = 1; b < 256; ++b) {
+    auto c = static_cast<char>(b);
+    std::string in = std::string("12") + c + "345678";
+    std::string expected;
+    bool alnum = std::isalnum(b) != 0;
+    std::size_t total = 8 + (alnum ? 1 : 0), seen = 0;
+    for (char x : in) {
+      auto u = static_cast<unsigned char>(x);
+      if (std::isalnum(u)) {
+        ++seen;
+        expected.push_back(seen + 4 > total ? x : '*');
+      } else {
+        expected.push_back(u >= 0x80 ? '*' : x);
+      }
+    }
+    EXPECT_EQ(text("last4", {}, kText, in), expected) << "byte " << b;
   }
 }
 
