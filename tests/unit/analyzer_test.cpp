@@ -219,6 +219,10 @@ const Case kCases[] = {
   {.sql = "WITH x AS MATERIALIZED (SELECT phone FROM patients) SELECT * FROM x", .out = "phone=patients.phone:d", .flags = "star"},
   {.sql = "WITH RECURSIVE r(n, e) AS (SELECT 1, email FROM patients WHERE id = 1 UNION ALL SELECT n + 1, e FROM r WHERE n < 3) SELECT e FROM r", .out = "e=patients.email:e", .pred = "patients.email,patients.id"},
   {.sql = "WITH RECURSIVE t(id, parent) AS (SELECT id, patient_id FROM appointments WHERE id = 1 UNION SELECT a.id, a.patient_id FROM appointments a JOIN t ON a.patient_id = t.id) SELECT parent FROM t", .out = "parent=appointments.patient_id:e"},
+  // CYCLE and SEARCH add columns the analyzer does not derive (the path is an array of the
+  // cycle columns' rows): they stay unknown, so masked roles are refused rather than served.
+  {.sql = "WITH RECURSIVE t(id, e) AS (SELECT id, email FROM patients WHERE id < 3 UNION ALL SELECT id, e FROM t) CYCLE e SET is_cycle USING path SELECT path, is_cycle FROM t", .out = "path=? | is_cycle=?", .pred = "patients.email,patients.id"},
+  {.sql = "WITH RECURSIVE t(id, e) AS (SELECT id, email FROM patients WHERE id < 3 UNION ALL SELECT id, e FROM t) SEARCH DEPTH FIRST BY e SET ord SELECT ord FROM t", .out = "ord=?", .pred = "patients.email,patients.id"},
   {.sql = "WITH d AS (DELETE FROM appointments WHERE id = 1 RETURNING notes) SELECT notes FROM d", .kind = "select", .out = "notes=appointments.notes:d", .pred = "appointments.id"},
   // --- set operations and VALUES
   {.sql = "SELECT email FROM patients UNION SELECT doctor FROM appointments", .out = "email=appointments.doctor:e+patients.email:e"},
