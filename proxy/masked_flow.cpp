@@ -235,8 +235,8 @@ const masking::StatementAnalysis* MaskedFlow::effective(const masking::Statement
   if (s->kind == masking::StatementKind::Fetch) {
     auto it = cursors_.find(s->name);
     if (it != cursors_.end()) return it->second.statement;
-    auto p = portals_.find(s->name);
-    return p == portals_.end() ? nullptr : p->second->statement;
+    auto* p = portals_.find(s->name);
+    return p ? (*p)->statement : nullptr;
   }
   return s;
 }
@@ -615,7 +615,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       if (shared_.rulesGeneration.load(std::memory_order_acquire) != rules_->generation && !refreshSnapshot()) {
         return false;
       }
-      auto portal = std::make_shared<Portal>();
+      auto portal = newPortal();
       auto it = statements_.find(std::string(b.statement));
       if (it != statements_.end()) {
         portal->analysis = it->second.analysis;
@@ -636,7 +636,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
             counters_->queriesBlocked.fetch_add(1, std::memory_order_relaxed);
             refuse(out, msg::kBind, b.portal, v, *portal->analysis);
             expects_.push_back({Expect::Bind, nullptr, {}, false, v.message + "\n" + v.rule, nullptr, {}});
-            portals_.erase(std::string(b.portal));
+            portals_.erase(b.portal);
             return true;
           }
           if (f.action == config::RuleAction::Block) counters_->queriesMonitored.fetch_add(1, std::memory_order_relaxed);
@@ -645,7 +645,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
         }
       }
       expects_.push_back({Expect::Bind, nullptr, {}, false, {}, portal, std::string(b.portal)});
-      portals_[std::string(b.portal)] = std::move(portal);
+      portals_.slot(b.portal) = std::move(portal);
       out.ref(m.bytes);
       return true;
     }
@@ -657,8 +657,8 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       if (d.target == 'S') {
         expects_.push_back({Expect::DescribeStatement, nullptr, std::string(d.name), false, {}, {}, {}});
       } else {
-        auto& portal = portals_[std::string(d.name)];
-        if (!portal) portal = std::make_shared<Portal>();
+        auto& portal = portals_.slot(d.name);
+        if (!portal) portal = newPortal();
         portal->described = true;
         expects_.push_back({Expect::DescribePortal, nullptr, std::string(d.name), false, {}, portal, {}});
       }
@@ -670,8 +670,8 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       if (!protocol::decodeExecute(m.payload, e)) {
         return malformed("Execute");
       }
-      auto& portal = portals_[std::string(e.portal)];
-      if (!portal) portal = std::make_shared<Portal>();
+      auto& portal = portals_.slot(e.portal);
+      if (!portal) portal = newPortal();
       if (!portal->described) {
         // The client did not ask for the row description: pgveil asks for it itself, so that
         // the rows are attributed, and swallows the answer.
@@ -698,8 +698,8 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
         statements_.erase(std::string(c.name));
         confirmedStatements_.erase(std::string(c.name));
       } else {
-        portals_.erase(std::string(c.name));
-        confirmedPortals_.erase(std::string(c.name));
+        portals_.erase(c.name);
+        confirmedPortals_.erase(c.name);
       }
       expects_.push_back({Expect::Close, nullptr, {}, false, {}, {}, {}});
       out.ref(m.bytes);
@@ -1117,6 +1117,30 @@ void MaskedFlow::rollbackToConfirmed() {
   portals_ = confirmedPortals_;
 }
 
+void MaskedFlow::releasePortals() {
+  confirmedPortals_.clear();
+  // Kept only when nothing else refers to it: no queued response (a client pipelining past
+  // this transaction) and no result in progress.
+  auto& last = portals_.unnamed();
+  if (!sparePortal_ && last && last.use_count() == 1 && current_ != &last->count) {
+    auto& p = *last;
+    p.analysis.reset();
+    p.statement = nullptr;
+    p.described = false;
+    p.planned = false;
+    p.plan.fields.clear();
+    p.plan.any = false;
+    p.count = {};
+    sparePortal_ = std::move(last);
+  }
+  portals_.clear();
+}
+
+std::shared_ptr<MaskedFlow::Portal> MaskedFlow::newPortal() {
+  if (sparePortal_) return std::move(sparePortal_);
+  return std::make_shared<Portal>();
+}
+
 // The response at hand must answer the oldest request; anything else means pgveil lost track
 // of the stream, and the session ends rather than attribute rows to the wrong statement.
 bool MaskedFlow::expectFront(Expect kind) {
@@ -1316,8 +1340,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
         if (m.payload == "I") {
           // Transaction over: its portals and cursors are gone (held cursors are forgotten too:
           // their later rows are masked as unattributed).
-          portals_.clear();
-          confirmedPortals_.clear();
+          releasePortals();
           cursors_.clear();
         }
         simpleIndex_ = 0;
@@ -1348,7 +1371,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
     }
     case msg::kBindComplete:
       if (!expectFront(Expect::Bind)) return false;
-      if (expects_.front().portalState) confirmedPortals_[expects_.front().name] = expects_.front().portalState;
+      if (expects_.front().portalState) confirmedPortals_.slot(expects_.front().name) = expects_.front().portalState;
       expects_.pop_front();
       out.ref(m.bytes);
       return true;
@@ -1443,8 +1466,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
       while (!expects_.empty() && expects_.front().kind != Expect::Sync) expects_.pop_front();
       if (!expects_.empty()) expects_.pop_front();
       if (m.payload == "I") {
-        portals_.clear();
-        confirmedPortals_.clear();
+        releasePortals();
         cursors_.clear();
       }
       out.ref(m.bytes);

@@ -98,6 +98,36 @@ class MaskedFlow {
     std::shared_ptr<const masking::Analysis> analysis;
     const masking::StatementAnalysis* statement = nullptr;
   };
+  // Portals by name. The unnamed portal, which every extended-protocol query binds again, has
+  // a slot of its own: binding it allocates no map node. An empty pointer is an absent portal.
+  class PortalTable {
+   public:
+    [[nodiscard]] const std::shared_ptr<Portal>* find(std::string_view name) const {
+      if (name.empty()) return unnamed_ ? &unnamed_ : nullptr;
+      auto it = named_.find(name);
+      return it == named_.end() ? nullptr : &it->second;
+    }
+    // The portal's entry, created empty when absent.
+    std::shared_ptr<Portal>& slot(std::string_view name) {
+      if (name.empty()) return unnamed_;
+      auto it = named_.find(name);
+      return it != named_.end() ? it->second : named_.emplace(std::string(name), nullptr).first->second;
+    }
+    void erase(std::string_view name) {
+      if (name.empty()) unnamed_.reset();
+      else if (auto it = named_.find(name); it != named_.end()) named_.erase(it);
+    }
+    void clear() {
+      unnamed_.reset();
+      named_.clear();
+    }
+    [[nodiscard]] bool empty() const { return !unnamed_ && named_.empty(); }
+    std::shared_ptr<Portal>& unnamed() { return unnamed_; }
+
+   private:
+    std::shared_ptr<Portal> unnamed_;
+    std::map<std::string, std::shared_ptr<Portal>, std::less<>> named_;
+  };
   enum class CopyFormat { Text, Csv, Binary };
 
   std::shared_ptr<const masking::Analysis> analyze(std::string_view sql);
@@ -108,6 +138,9 @@ class MaskedFlow {
   bool workQueuedBehind() const;
   void trackStatement(const std::shared_ptr<const masking::Analysis>& a, const masking::StatementAnalysis& s);
   void rollbackToConfirmed();
+  // The transaction ended: its portals are gone.
+  void releasePortals();
+  std::shared_ptr<Portal> newPortal();
   bool expectFront(Expect kind);
   bool malformed(const char* what);
   const masking::StatementAnalysis* effective(const masking::StatementAnalysis* s) const;
@@ -170,8 +203,11 @@ class MaskedFlow {
   // ParseComplete/BindComplete). A failed batch rolls the client view back to the confirmed one.
   std::map<std::string, Prepared> statements_;
   std::map<std::string, Prepared> confirmedStatements_;
-  std::map<std::string, std::shared_ptr<Portal>> portals_;
-  std::map<std::string, std::shared_ptr<Portal>> confirmedPortals_;
+  PortalTable portals_;
+  PortalTable confirmedPortals_;
+  // A finished unnamed portal kept for the next Bind, with its plan's storage (no allocation
+  // per extended-protocol query).
+  std::shared_ptr<Portal> sparePortal_;
   std::map<std::string, Prepared> sqlPrepared_;  // PREPARE name AS ...
   std::map<std::string, Prepared> cursors_;      // DECLARE name CURSOR FOR ...
 

@@ -12,7 +12,7 @@ PKGS=(
   python3-psycopg curl procps
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  PKGS+=(pgbouncer gnuplot-nox)
+  PKGS+=(pgbouncer gnuplot-nox heaptrack)
 fi
 
 # Node.js for the node-postgres test: only when the machine has none (an existing nodejs may

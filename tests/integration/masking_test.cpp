@@ -224,6 +224,36 @@ TEST_F(MaskingTest, StalePortalFromAnEndedTransactionIsNotReused) {
   EXPECT_EQ(value, "***");
 }
 
+// The unnamed portal's object is kept between transactions and reused by the next Bind (no
+// allocation per extended-protocol query): nothing of its last use may carry over.
+TEST_F(MaskingTest, ReusedUnnamedPortalStartsClean) {
+  RawClient raw(relay_->port());
+  ASSERT_TRUE(raw.startupTrust("pgveil_trust", "clinic"));
+  auto parse = [](const std::string& sql) { return typed('P', std::string(1, '\0') + sql + '\0' + std::string(2, '\0')); };
+  const std::string bind = typed('B', std::string(2, '\0') + std::string(6, '\0'));
+  const std::string execute = typed('E', std::string(1, '\0') + std::string(4, '\0'));
+  const std::string describe = typed('D', std::string("P") + '\0');
+  auto run = [&](const std::string& batch) {
+    raw.send(batch);
+    std::vector<std::string> values;
+    while (auto m = raw.readMessage()) {
+      if (m->first == 'D') values.push_back(m->second.substr(6, protocol::loadBe32(m->second.data() + 2)));
+      if (m->first == 'Z') break;
+    }
+    return values;
+  };
+  for (int round = 0; round < 3; ++round) {
+    // Described, planned and counted: a result with nothing to mask.
+    EXPECT_EQ(run(parse("SELECT 'x' AS email") + bind + describe + execute + typed('S', "")),
+              std::vector<std::string>{"x"});
+    // The next transaction binds the unnamed portal to a classified column and executes it
+    // without Describe: pgveil must describe it again and mask, not reuse the last plan.
+    EXPECT_EQ(run(parse("SELECT email FROM patients WHERE id = 1") + bind + execute + typed('S', "")),
+              std::vector<std::string>{"***"});
+  }
+  EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
+}
+
 TEST_F(MaskingTest, FailedPrepareDoesNotLeaveStaleLineage) {
   auto c = connect(via("support"));
   // The PREPARE never runs (the division fails first): pgveil must not remember it.
