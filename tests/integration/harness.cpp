@@ -259,6 +259,8 @@ void Proxy::start(const std::string& yaml) {
     // Die with the test process, and keep no handle on ctest's output pipe: a crashed test
     // must never leave a pgveil behind that makes ctest wait forever.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // Signal dispositions as a shell would leave them: what pgveil ignores, it sets up itself.
+    signal(SIGPIPE, SIG_DFL);
     int devnull = open("/dev/null", O_WRONLY);
     dup2(devnull, 1);
     dup2(errPipe[1], 2);

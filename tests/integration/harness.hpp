@@ -52,6 +52,7 @@ class Proxy {
 
   [[nodiscard]] int port() const { return port_; }
   [[nodiscard]] int adminPort() const { return adminPort_; }  // 0 without an admin endpoint
+  [[nodiscard]] int pid() const { return pid_; }
   [[nodiscard]] std::string log() const;  // everything pgveil wrote to stderr so far
   // Sends SIGTERM and waits; returns the exit status.
   int stop();

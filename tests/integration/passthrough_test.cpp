@@ -7,6 +7,7 @@
 #include <cstring>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -451,6 +452,22 @@ TEST_F(TlsTest, LargeResultsAndCopyInOverTlsOnBothSides) {
   EXPECT_EQ(PQresultStatus(r.get()), PGRES_COMMAND_OK) << PQerrorMessage(c.get());
   while (auto* extra = PQgetResult(c.get())) PQclear(extra);
   EXPECT_EQ(scalar(c.get(), "SELECT count(*) || ':' || sum(length(v)) FROM tls_in"), "2000:1998000");
+}
+
+// OpenSSL writes to TLS sockets with plain send(): a peer that went away must be an error on
+// that connection, never a SIGPIPE that ends the process. (The harness starts pgveil with the
+// default disposition, so this reads what pgveil set up itself.)
+TEST_F(TlsTest, ProcessIgnoresSigpipe) {
+  Proxy proxy(certYaml());
+  std::ifstream status("/proc/" + std::to_string(proxy.pid()) + "/status");
+  std::string line;
+  std::string sigIgn;
+  while (std::getline(status, line)) {
+    if (line.rfind("SigIgn:", 0) == 0) sigIgn = line.substr(7);
+  }
+  ASSERT_FALSE(sigIgn.empty());
+  std::uint64_t ignored = std::stoull(sigIgn, nullptr, 16);
+  EXPECT_NE(ignored & (std::uint64_t{1} << (SIGPIPE - 1)), 0u) << "SigIgn:" << sigIgn;
 }
 
 TEST_F(TlsTest, TlsClientVanishingMidResultLeavesOthersAlone) {
