@@ -1120,17 +1120,12 @@ void MaskedFlow::rollbackToConfirmed() {
 void MaskedFlow::releasePortals() {
   confirmedPortals_.clear();
   // Kept only when nothing else refers to it: no queued response (a client pipelining past
-  // this transaction) and no result in progress.
+  // this transaction) and no result in progress. The same object then comes back at the same
+  // address: `current_ != &portal->count` tells a new result only because current_ is reset
+  // whenever an Execute ends (CommandComplete, PortalSuspended, EmptyQuery, ErrorResponse).
   auto& last = portals_.unnamed();
   if (!sparePortal_ && last && last.use_count() == 1 && current_ != &last->count) {
-    auto& p = *last;
-    p.analysis.reset();
-    p.statement = nullptr;
-    p.described = false;
-    p.planned = false;
-    p.plan.fields.clear();
-    p.plan.any = false;
-    p.count = {};
+    last->reset();
     sparePortal_ = std::move(last);
   }
   portals_.clear();

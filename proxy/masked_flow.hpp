@@ -93,6 +93,17 @@ class MaskedFlow {
     bool planned = false;
     masking::ResultPlan plan;
     ResultCount count;
+    // As new, but the plan keeps its storage (a portal object is reused by the next Bind).
+    // Every member must be reset here.
+    void reset() {
+      analysis.reset();
+      statement = nullptr;
+      described = false;
+      planned = false;
+      plan.fields.clear();
+      plan.any = false;
+      count = {};
+    }
   };
   struct Prepared {
     std::shared_ptr<const masking::Analysis> analysis;

@@ -251,6 +251,12 @@ TEST_F(MaskingTest, ReusedUnnamedPortalStartsClean) {
     EXPECT_EQ(run(parse("SELECT email FROM patients WHERE id = 1") + bind + execute + typed('S', "")),
               std::vector<std::string>{"***"});
   }
+  // A failed transaction (the server skips to Sync, pgveil rolls back to the confirmed portals)
+  // leaves nothing behind either.
+  EXPECT_TRUE(run(parse("SELECT 1 / 0 AS email") + bind + describe + execute + typed('S', "")).empty());
+  EXPECT_EQ(run(parse("SELECT email FROM patients WHERE id = 1") + bind + execute + typed('S', "")),
+            std::vector<std::string>{"***"});
+  EXPECT_EQ(run(parse("SELECT 'y' AS email") + bind + execute + typed('S', "")), std::vector<std::string>{"y"});
   // Pipelined: each transaction's Bind reaches pgveil before the previous one has ended, so when
   // the first transaction ends, the unnamed portal is the last one's, still waiting for its
   // answers: it must be neither reset nor handed to another Bind. (Reset, its statement would be
