@@ -1119,16 +1119,19 @@ void MaskedFlow::rollbackToConfirmed() {
 
 void MaskedFlow::releasePortals() {
   confirmedPortals_.clear();
-  // Kept only when nothing else refers to it: no queued response (a client pipelining past
-  // this transaction) and no result in progress. The same object then comes back at the same
-  // address: `current_ != &portal->count` tells a new result only because current_ is reset
-  // whenever an Execute ends (CommandComplete, PortalSuspended, EmptyQuery, ErrorResponse).
-  auto& last = portals_.unnamed();
-  if (!sparePortal_ && last && last.use_count() == 1 && current_ != &last->count) {
-    last->reset();
-    sparePortal_ = std::move(last);
-  }
+  keepAsSpare(portals_.unnamed());
   portals_.clear();
+}
+
+// Kept only when nothing else refers to it: no queued response (a client pipelining past
+// this transaction) and no result in progress. The same object then comes back at the same
+// address: `current_ != &portal->count` tells a new result only because current_ is reset
+// whenever an Execute ends (CommandComplete, PortalSuspended, EmptyQuery, ErrorResponse).
+void MaskedFlow::keepAsSpare(std::shared_ptr<Portal>& portal) {
+  if (!sparePortal_ && portal && portal.use_count() == 1 && current_ != &portal->count) {
+    portal->reset();
+    sparePortal_ = std::move(portal);
+  }
 }
 
 std::shared_ptr<MaskedFlow::Portal> MaskedFlow::newPortal() {
@@ -1366,7 +1369,12 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
     }
     case msg::kBindComplete:
       if (!expectFront(Expect::Bind)) return false;
-      if (expects_.front().portalState) confirmedPortals_.slot(expects_.front().name) = expects_.front().portalState;
+      if (expects_.front().portalState) {
+        auto& confirmed = confirmedPortals_.slot(expects_.front().name);
+        // Inside a transaction the unnamed portal bound before is gone now, also for a rollback.
+        if (expects_.front().name.empty() && confirmed != expects_.front().portalState) keepAsSpare(confirmed);
+        confirmed = expects_.front().portalState;
+      }
       expects_.pop_front();
       out.ref(m.bytes);
       return true;

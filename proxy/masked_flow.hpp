@@ -151,6 +151,8 @@ class MaskedFlow {
   void rollbackToConfirmed();
   // The transaction ended: its portals are gone.
   void releasePortals();
+  // Resets `portal` and keeps it for the next Bind when nothing else refers to it.
+  void keepAsSpare(std::shared_ptr<Portal>& portal);
   std::shared_ptr<Portal> newPortal();
   bool expectFront(Expect kind);
   bool malformed(const char* what);

@@ -251,6 +251,18 @@ TEST_F(MaskingTest, ReusedUnnamedPortalStartsClean) {
     EXPECT_EQ(run(parse("SELECT email FROM patients WHERE id = 1") + bind + execute + typed('S', "")),
               std::vector<std::string>{"***"});
   }
+  // Inside a transaction block the portal bound before is recycled when the next Bind completes.
+  const std::string simpleBegin = typed('Q', std::string("BEGIN") + '\0');
+  const std::string simpleCommit = typed('Q', std::string("COMMIT") + '\0');
+  EXPECT_TRUE(run(simpleBegin).empty());
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(run(parse("SELECT 'x' AS email") + bind + describe + execute + typed('S', "")),
+              std::vector<std::string>{"x"});
+    EXPECT_EQ(run(parse("SELECT email FROM patients WHERE id = 1") + bind + execute + typed('S', "")),
+              std::vector<std::string>{"***"});
+    EXPECT_EQ(run(parse("SELECT 'z' AS email") + bind + execute + typed('S', "")), std::vector<std::string>{"z"});
+  }
+  EXPECT_TRUE(run(simpleCommit).empty());
   // A failed transaction (the server skips to Sync, pgveil rolls back to the confirmed portals)
   // leaves nothing behind either.
   EXPECT_TRUE(run(parse("SELECT 1 / 0 AS email") + bind + describe + execute + typed('S', "")).empty());
@@ -266,15 +278,22 @@ TEST_F(MaskingTest, ReusedUnnamedPortalStartsClean) {
     batches += parse("SELECT email FROM patients WHERE id = 1") + bind + execute + typed('S', "");
     batches += parse("SELECT 'x' AS email") + bind + execute + typed('S', "");
   }
+  // The same inside a transaction block.
+  batches += simpleBegin;
+  for (int i = 0; i < 2; ++i) {
+    batches += parse("SELECT email FROM patients WHERE id = 1") + bind + execute + typed('S', "");
+    batches += parse("SELECT 'x' AS email") + bind + execute + typed('S', "");
+  }
+  batches += simpleCommit;
   raw.send(batches);
   std::vector<std::string> values;
-  for (int syncs = 0; syncs < 8;) {
+  for (int syncs = 0; syncs < 14;) {
     auto m = raw.readMessage();
     ASSERT_TRUE(m) << "no answer after " << syncs << " transactions";
     if (m->first == 'D') values.push_back(m->second.substr(6, protocol::loadBe32(m->second.data() + 2)));
     if (m->first == 'Z') ++syncs;
   }
-  EXPECT_EQ(values, (std::vector<std::string>{"***", "x", "***", "x", "***", "x", "***", "x"}));
+  EXPECT_EQ(values, (std::vector<std::string>{"***", "x", "***", "x", "***", "x", "***", "x", "***", "x", "***", "x"}));
   EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
 }
 
