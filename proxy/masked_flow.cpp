@@ -1128,14 +1128,14 @@ void MaskedFlow::releasePortals() {
 // address: `current_ != &portal->count` tells a new result only because current_ is reset
 // whenever an Execute ends (CommandComplete, PortalSuspended, EmptyQuery, ErrorResponse).
 void MaskedFlow::keepAsSpare(std::shared_ptr<Portal>& portal) {
-  if (!sparePortal_ && portal && portal.use_count() == 1 && current_ != &portal->count) {
+  if (spareCount_ < spares_.size() && portal && portal.use_count() == 1 && current_ != &portal->count) {
     portal->reset();
-    sparePortal_ = std::move(portal);
+    spares_[spareCount_++] = std::move(portal);
   }
 }
 
 std::shared_ptr<MaskedFlow::Portal> MaskedFlow::newPortal() {
-  if (sparePortal_) return std::move(sparePortal_);
+  if (spareCount_ > 0) return std::move(spares_[--spareCount_]);
   return std::make_shared<Portal>();
 }
 
@@ -1395,7 +1395,10 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
       if (front->kind == Expect::DescribePortal && front->portalState) {
         auto& portal = *front->portalState;
         if (m.type == msg::kRowDescription) planFromRowDescription(m.payload, portal.statement, portal.plan);
-        else portal.plan = {};
+        else {
+          portal.plan.fields.clear();  // NoData; the storage stays for the portal object's next use
+          portal.plan.any = false;
+        }
         portal.planned = true;
       }
       expects_.pop_front();

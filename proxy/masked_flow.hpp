@@ -7,6 +7,7 @@
 // DataRow and COPY stream to its statement; rows are rewritten by the result plan; errors,
 // notices, notifications and parameter reports are scrubbed.
 
+#include <array>
 #include <map>
 #include <memory>
 #include <string>
@@ -218,9 +219,11 @@ class MaskedFlow {
   std::map<std::string, Prepared> confirmedStatements_;
   PortalTable portals_;
   PortalTable confirmedPortals_;
-  // A finished unnamed portal kept for the next Bind, with its plan's storage (no allocation
-  // per extended-protocol query).
-  std::shared_ptr<Portal> sparePortal_;
+  // Finished unnamed portals kept for the next Binds, with their plans' storage (no allocation
+  // per extended-protocol query). Two: in a transaction block, the portal a Bind replaces is
+  // released only when the next Bind completes, so one is in use while the other waits.
+  std::array<std::shared_ptr<Portal>, 2> spares_;
+  std::size_t spareCount_ = 0;
   std::map<std::string, Prepared> sqlPrepared_;  // PREPARE name AS ...
   std::map<std::string, Prepared> cursors_;      // DECLARE name CURSOR FOR ...
 
