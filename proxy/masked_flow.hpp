@@ -259,7 +259,6 @@ class MaskedFlow {
   // The result streaming now (simple query), and the one rows are accounted to.
   ResultCount simpleCount_;
   ResultCount* current_ = &simpleCount_;
-  const masking::StatementAnalysis* currentStmt_ = nullptr;
   std::shared_ptr<const masking::Analysis> resultAnalysis_;
   std::chrono::steady_clock::time_point resultStart_{};
   // Limits across results.
