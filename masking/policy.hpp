@@ -97,6 +97,11 @@ struct FieldPlan {
 struct ResultPlan {
   std::vector<FieldPlan> fields;
   bool any = false;  // some field is masked: rows must be rewritten
+  // Empty again, keeping the storage for the next result.
+  void clear() {
+    fields.clear();
+    any = false;
+  }
 };
 
 // Plans masking for one result from its RowDescription. `stmt` may be null (no analysis):

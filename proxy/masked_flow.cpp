@@ -1315,8 +1315,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
         if (m.type == msg::kCommandComplete && stmt && front->refusal.empty()) trackStatement(front->analysis, *stmt);
         ++simpleIndex_;
         simplePlanned_ = false;
-        simplePlan_.fields.clear();  // keeps its storage for the next result
-        simplePlan_.any = false;
+        simplePlan_.clear();
         simpleCount_ = {};
         copying_ = false;
         return true;
@@ -1343,8 +1342,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
         }
         simpleIndex_ = 0;
         simplePlanned_ = false;
-        simplePlan_.fields.clear();  // keeps its storage for the next result
-        simplePlan_.any = false;
+        simplePlan_.clear();
         refusalSent_ = false;
         copying_ = false;
         out.ref(m.bytes);
@@ -1395,10 +1393,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
       if (front->kind == Expect::DescribePortal && front->portalState) {
         auto& portal = *front->portalState;
         if (m.type == msg::kRowDescription) planFromRowDescription(m.payload, portal.statement, portal.plan);
-        else {
-          portal.plan.fields.clear();  // NoData; the storage stays for the portal object's next use
-          portal.plan.any = false;
-        }
+        else portal.plan.clear();  // NoData
         portal.planned = true;
       }
       expects_.pop_front();

@@ -101,8 +101,7 @@ class MaskedFlow {
       statement = nullptr;
       described = false;
       planned = false;
-      plan.fields.clear();
-      plan.any = false;
+      plan.clear();
       count = {};
     }
   };
