@@ -252,6 +252,7 @@ Config parse(const YAML::Node& root, const std::string& path) {
   YamlMap top(root, "", path);
   c.listen = readEndpoint(top, "listen", c.listen);
   c.workers = static_cast<unsigned>(top.uint("workers", 0, 0, 256));
+  c.pinWorkers = top.boolean("pin_workers", c.pinWorkers);
 
   {
     auto u = top.map("upstream");

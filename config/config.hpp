@@ -190,7 +190,8 @@ struct LogConfig {
 struct Config {
   std::string sourcePath;
   Endpoint listen{"127.0.0.1", 6432};
-  unsigned workers = 0;  // 0: one per core
+  unsigned workers = 0;     // 0: one per CPU this process may use
+  bool pinWorkers = true;  // worker i runs only on the i-th allowed CPU
   UpstreamConfig upstream;
   ClientTlsConfig tls;
   ConnectionsConfig connections;

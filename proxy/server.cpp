@@ -11,9 +11,16 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cstring>
 #include <iostream>
+#include <optional>
 #include <thread>
 #include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include "proxy/admin.hpp"
 #include "proxy/session.hpp"
@@ -38,6 +45,34 @@ std::shared_ptr<Rules> makeRules(std::shared_ptr<const config::Config> cfg) {
     r->canaries = std::make_shared<const masking::CanaryMatcher>(r->config->canaries.values);
   }
   return r;
+}
+
+// The CPUs this process may run on (its affinity mask: taskset, a container's cpuset), ascending.
+std::vector<int> allowedCpus() {
+  std::vector<int> cpus;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set)) cpus.push_back(c);
+    }
+  }
+  return cpus;
+}
+
+// Names the worker thread (top -H, /proc/PID/task/*/comm) and, when `cpu` is set, keeps it on that
+// CPU. With one worker per CPU the scheduler then never migrates a worker away from the caches
+// holding its sessions, and two workers never queue behind each other on one CPU.
+void setUpWorkerThread(unsigned index, std::optional<int> cpu) {
+  auto name = fmt::format("pgveil-w{}", index);
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+  if (!cpu) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(*cpu, &set);
+  if (int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set); rc != 0) {
+    spdlog::warn("worker {}: cannot pin to CPU {}: {}", index, *cpu, std::strerror(rc));
+  }
 }
 
 }  // namespace
@@ -73,6 +108,7 @@ void Server::Impl::reload() {
   std::vector<std::string> restart;
   if (next->listen.toString() != cur.listen.toString()) restart.emplace_back("listen");
   if (next->workers != cur.workers) restart.emplace_back("workers");
+  if (next->pinWorkers != cur.pinWorkers) restart.emplace_back("pin_workers");
   if (next->upstream.host != cur.upstream.host || next->upstream.port != cur.upstream.port ||
       next->upstream.tls != cur.upstream.tls) {
     restart.emplace_back("upstream");
@@ -184,7 +220,11 @@ asio::awaitable<void> Server::Impl::signals() {
 
 int Server::run() {
   auto& cfg = *impl_->shared.config;
-  unsigned n = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
+  // Sized from the affinity mask, not the machine: a container limited to 2 of 64 CPUs gets 2.
+  const auto cpus = allowedCpus();
+  unsigned n = cfg.workers ? cfg.workers
+                           : (cpus.empty() ? std::max(1u, std::thread::hardware_concurrency())
+                                           : static_cast<unsigned>(cpus.size()));
   for (unsigned i = 0; i < n; ++i) {
     impl_->workers.push_back(std::make_unique<Worker>());
     impl_->workers.back()->analysisCache = std::make_unique<masking::AnalysisCache>(cfg.analyzer.cacheSize);
@@ -234,8 +274,12 @@ int Server::run() {
 
   // Logged last: tests and scripts wait for this line.
   auto bound = impl_->acceptor->local_endpoint();
-  spdlog::info("pgveil listening on {}:{} (upstream {}:{}, {} workers, client TLS {})", bound.address().to_string(),
+  const bool pin = cfg.pinWorkers && !cpus.empty();
+  std::vector<int> pinnedTo;
+  for (unsigned i = 0; pin && i < n; ++i) pinnedTo.push_back(cpus[i % cpus.size()]);
+  spdlog::info("pgveil listening on {}:{} (upstream {}:{}, {} workers{}, client TLS {})", bound.address().to_string(),
                bound.port(), cfg.upstream.host, cfg.upstream.port, n,
+               pin ? fmt::format(" on CPUs {}", fmt::join(pinnedTo, ",")) : std::string(" unpinned"),
                cfg.tls.mode == config::ClientTls::Disable ? "off" : "on");
 
   std::vector<std::thread> threads;
@@ -243,7 +287,11 @@ int Server::run() {
   for (auto& w : impl_->workers) {
     guards.push_back(asio::make_work_guard(w->context));
     Worker* wp = w.get();
-    threads.emplace_back([wp] {
+    auto index = static_cast<unsigned>(threads.size());
+    std::optional<int> cpu;
+    if (pin) cpu = pinnedTo[index];
+    threads.emplace_back([wp, index, cpu] {
+      setUpWorkerThread(index, cpu);
       for (;;) {
         try {
           wp->context.run();

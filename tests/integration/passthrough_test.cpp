@@ -7,6 +7,7 @@
 #include <cstring>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,7 +16,10 @@
 #include <functional>
 #include <fstream>
 #include <future>
+#include <map>
+#include <optional>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "harness.hpp"
@@ -772,6 +776,84 @@ TEST(ShutdownTest, SigtermDrainsThenTerminatesWith57P01) {
   EXPECT_EQ(PQresultStatus(r.get()), PGRES_FATAL_ERROR);
   const char* code = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
   EXPECT_STREQ(code ? code : "", "57P01") << PQresultErrorMessage(r.get());
+}
+
+// ---- worker threads: one per allowed CPU, each pinned to its own ----
+
+std::vector<int> cpuList(cpu_set_t& set) {
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return cpus;
+}
+
+std::vector<int> allowedCpusOfThisProcess() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  EXPECT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  return cpuList(set);
+}
+
+// Worker thread name ("pgveil-w0"...) -> the CPUs it may run on, from /proc/PID/task.
+std::map<std::string, std::vector<int>> workerCpus(int pid) {
+  std::map<std::string, std::vector<int>> out;
+  auto dir = "/proc/" + std::to_string(pid) + "/task";
+  auto listing = runCommand({"ls", dir});
+  std::istringstream tids(listing.out);
+  for (std::string tid; tids >> tid;) {
+    std::string name;
+    std::getline(std::ifstream(dir + "/" + tid + "/comm"), name);
+    if (name.rfind("pgveil-w", 0) != 0) continue;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    EXPECT_EQ(sched_getaffinity(std::stoi(tid), sizeof set, &set), 0) << name;
+    out[name] = cpuList(set);
+  }
+  return out;
+}
+
+TEST(WorkerThreadTest, EachWorkerIsPinnedToItsOwnAllowedCpu) {
+  auto allowed = allowedCpusOfThisProcess();  // pgveil inherits it
+  ASSERT_FALSE(allowed.empty());
+  Proxy proxy;  // workers: 2
+  auto workers = workerCpus(proxy.pid());
+  ASSERT_EQ(workers.size(), 2u) << proxy.log();
+  EXPECT_EQ(workers["pgveil-w0"], std::vector<int>{allowed[0]});
+  EXPECT_EQ(workers["pgveil-w1"], std::vector<int>{allowed[1 % allowed.size()]});
+  EXPECT_EQ(scalar(connect(conninfo(proxy.port(), "admin")).get(), "SELECT 1"), "1");
+  auto expected = "2 workers on CPUs " + std::to_string(allowed[0]) + "," + std::to_string(allowed[1 % allowed.size()]);
+  EXPECT_NE(proxy.log().find(expected), std::string::npos) << proxy.log();
+}
+
+TEST(WorkerThreadTest, PinningCanBeTurnedOff) {
+  auto allowed = allowedCpusOfThisProcess();
+  Proxy proxy("pin_workers: false\n");
+  auto workers = workerCpus(proxy.pid());
+  ASSERT_EQ(workers.size(), 2u) << proxy.log();
+  for (auto& [name, cpus] : workers) EXPECT_EQ(cpus, allowed) << name;
+  EXPECT_NE(proxy.log().find("2 workers unpinned"), std::string::npos) << proxy.log();
+}
+
+TEST(WorkerThreadTest, DefaultWorkerCountFollowsTheAffinityMask) {
+  // Started with one allowed CPU (as in a container's cpuset), `workers: 0` means one worker.
+  auto allowed = allowedCpusOfThisProcess();
+  ASSERT_FALSE(allowed.empty());
+  cpu_set_t saved;
+  CPU_ZERO(&saved);
+  ASSERT_EQ(sched_getaffinity(0, sizeof saved, &saved), 0);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(allowed.back(), &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  std::optional<Proxy> proxy;
+  proxy.emplace(Proxy::Raw{}, "listen: 127.0.0.1:0\nworkers: 0\nupstream:\n  host: 127.0.0.1\n  port: " +
+                                 std::to_string(Cluster::get().port) + "\n  tls: disable\n");
+  ASSERT_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
+  auto workers = workerCpus(proxy->pid());
+  ASSERT_EQ(workers.size(), 1u) << proxy->log();
+  EXPECT_EQ(workers["pgveil-w0"], std::vector<int>{allowed.back()});
+  EXPECT_EQ(scalar(connect(conninfo(proxy->port(), "admin")).get(), "SELECT 1"), "1");
 }
 
 // ---- pgbench: simple, extended and prepared protocol, zero errors ----

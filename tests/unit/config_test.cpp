@@ -22,12 +22,15 @@ TEST(ConfigTest, DefaultsFromEmptyFile) {
   EXPECT_EQ(c.upstream.tls, UpstreamTls::Prefer);
   EXPECT_EQ(c.tls.mode, ClientTls::Disable);
   EXPECT_EQ(c.connections.maxMessageSize, 64u << 20);
+  EXPECT_EQ(c.workers, 0u);
+  EXPECT_TRUE(c.pinWorkers);
 }
 
 TEST(ConfigTest, ReadsEverySection) {
   auto c = loadConfigText(R"(
 listen: 0.0.0.0:7000
 workers: 3
+pin_workers: false
 upstream:
   host: db.internal
   port: 5433
@@ -47,6 +50,7 @@ log:
   EXPECT_EQ(c.listen.host, "0.0.0.0");
   EXPECT_EQ(c.listen.port, 7000);
   EXPECT_EQ(c.workers, 3u);
+  EXPECT_FALSE(c.pinWorkers);
   EXPECT_EQ(c.upstream.host, "db.internal");
   EXPECT_EQ(c.upstream.tls, UpstreamTls::Require);
   EXPECT_EQ(c.upstream.connectTimeout.count(), 250);
@@ -77,6 +81,7 @@ TEST(ConfigTest, BadValuesNameTheKey) {
       {"listen: nope\n", "test.yaml:1:9: listen: expected host:port"},
       {"listen: 1.2.3.4:70000\n", "listen: expected host:port"},
       {"workers: -1\n", "workers: expected a whole number"},
+      {"pin_workers: sometimes\n", "test.yaml:1:14: pin_workers: expected true or false"},
       {"upstream:\n  port: 0\n", "test.yaml:2:9: upstream.port: must be between 1 and 65535"},
       {"upstream:\n  tls: maybe\n", "upstream.tls: expected one of"},
       {"upstream:\n  tls: verify-full\n", "verify-full need upstream.ca_file"},
