@@ -635,7 +635,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
                                "pgveil: blocked by exfiltration rule " + f.rule + ": " + f.detail};
             counters_->queriesBlocked.fetch_add(1, std::memory_order_relaxed);
             refuse(out, msg::kBind, b.portal, v, *portal->analysis);
-            expects_.push_back({Expect::Bind, nullptr, {}, false, v.message + "\n" + v.rule, nullptr, {}});
+            expects_.push_back({Expect::Bind, nullptr, {}, false, v.message + "\n" + v.rule, nullptr, std::string(b.portal)});
             portals_.erase(b.portal);
             return true;
           }
@@ -701,7 +701,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
         portals_.erase(c.name);
         confirmedPortals_.erase(c.name);
       }
-      expects_.push_back({Expect::Close, nullptr, {}, false, {}, {}, {}});
+      expects_.push_back({Expect::Close, nullptr, {}, false, {}, {}, std::string(c.name), c.target});
       out.ref(m.bytes);
       return true;
     }
@@ -1115,12 +1115,48 @@ void MaskedFlow::flushCounts() {
 void MaskedFlow::rollbackToConfirmed() {
   statements_ = confirmedStatements_;
   portals_ = confirmedPortals_;
+  replayPending();
 }
 
 void MaskedFlow::releasePortals() {
   confirmedPortals_.clear();
   keepAsSpare(portals_.unnamed());
   portals_.clear();
+  replayPending();
+}
+
+// Called once the answered requests are off the queue: what is left was sent after their Sync
+// (nothing, unless the client pipelines), in order.
+void MaskedFlow::replayPending() {
+  for (const auto& e : expects_) {
+    switch (e.kind) {
+      case Expect::Parse:
+        if (e.refusal.empty() && e.analysis) {
+          statements_[e.name] = {e.analysis, e.analysis->statements.empty() ? nullptr : &e.analysis->statements[0]};
+        } else {
+          statements_.erase(e.name);
+        }
+        break;
+      case Expect::Bind:
+        if (e.portalState) portals_.slot(e.name) = e.portalState;
+        else portals_.erase(e.name);
+        break;
+      case Expect::DescribePortal:
+      case Expect::Execute:
+        // Of a portal absent when they were sent: the entry they created.
+        if (e.portalState) {
+          auto& slot = portals_.slot(e.portal);
+          if (!slot) slot = e.portalState;
+        }
+        break;
+      case Expect::Close:
+        if (e.target == 'S') statements_.erase(e.name);
+        else portals_.erase(e.name);
+        break;
+      default:
+        break;
+    }
+  }
 }
 
 // Kept only when nothing else refers to it: no queued response (a client pipelining past

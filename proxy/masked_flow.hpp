@@ -85,7 +85,8 @@ class MaskedFlow {
     // The portal as bound when the client sent the message: a pipelined client may bind the
     // same (unnamed) portal again before the server has answered.
     std::shared_ptr<Portal> portalState;
-    std::string name;  // Parse: statement name; Bind: portal name (committed on completion)
+    std::string name;  // Parse: statement name; Bind, Close: portal or statement name
+    char target = 0;   // Close: 'S' statement, 'P' portal
   };
   struct Portal {
     std::shared_ptr<const masking::Analysis> analysis;  // keeps `statement` alive
@@ -151,6 +152,9 @@ class MaskedFlow {
   void rollbackToConfirmed();
   // The transaction ended: its portals are gone.
   void releasePortals();
+  // Re-applies what the client prepared, bound and closed after the last answered Sync (a
+  // pipelining client), on top of the confirmed state.
+  void replayPending();
   // Resets `portal` and keeps it for the next Bind when nothing else refers to it.
   void keepAsSpare(std::shared_ptr<Portal>& portal);
   std::shared_ptr<Portal> newPortal();

@@ -297,6 +297,67 @@ TEST_F(MaskingTest, ReusedUnnamedPortalStartsClean) {
   EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
 }
 
+// A client pipelining past a Sync: what it prepared and bound after that Sync survives the end of
+// the transaction before it (ReadyForQuery 'I') and that transaction's failure (ErrorResponse).
+// Lost, the statement's lineage would be gone and its literal column masked as unattributed.
+TEST_F(MaskingTest, PipelinedStatementsAndPortalsOutliveTheTransactionBefore) {
+  RawClient raw(relay_->port());
+  ASSERT_TRUE(raw.startupTrust("pgveil_trust", "clinic"));
+  auto parse = [](const std::string& name, const std::string& sql) {
+    return typed('P', name + '\0' + sql + '\0' + std::string(2, '\0'));
+  };
+  auto bind = [](const std::string& portal, const std::string& stmt) {
+    return typed('B', portal + '\0' + stmt + '\0' + std::string(6, '\0'));
+  };
+  auto execute = [](const std::string& portal) { return typed('E', portal + '\0' + std::string(4, '\0')); };
+  auto closePortal = [](const std::string& portal) { return typed('C', "P" + portal + '\0'); };
+  const std::string sync = typed('S', "");
+  // Reads up to and including the n-th ReadyForQuery: the DataRows' first values and the
+  // ErrorResponses' SQLSTATEs.
+  auto read = [&](int readyForQuery) {
+    std::vector<std::string> seen;
+    while (readyForQuery > 0) {
+      auto m = raw.readMessage();
+      if (!m) {
+        seen.push_back("<closed>");
+        break;
+      }
+      if (m->first == 'D') seen.push_back(m->second.substr(6, protocol::loadBe32(m->second.data() + 2)));
+      if (m->first == 'E') seen.push_back("E" + m->second.substr(m->second.find('C') + 1, 5));
+      if (m->first == 'Z') --readyForQuery;
+    }
+    return seen;
+  };
+  // 1. The transaction before ends normally; a named statement and portal were bound after its Sync.
+  raw.send(parse("", "SELECT 'a' AS email") + bind("", "") + execute("") + sync + parse("s1", "SELECT 'x' AS email") +
+           bind("p1", "s1"));
+  EXPECT_EQ(read(1), std::vector<std::string>{"a"});
+  raw.send(execute("p1") + sync);
+  EXPECT_EQ(read(1), std::vector<std::string>{"x"});
+  // 2. The transaction before fails: the server skips only to its own Sync.
+  raw.send(parse("", "SELECT 1 / 0 AS email") + bind("", "") + execute("") + sync + parse("s2", "SELECT 'y' AS email") +
+           bind("p2", "s2"));
+  EXPECT_EQ(read(1), std::vector<std::string>{"E22012"});
+  raw.send(execute("p2") + sync);
+  EXPECT_EQ(read(1), std::vector<std::string>{"y"});
+  // 3. A statement parsed after a failing transaction's Sync, bound once both are answered.
+  raw.send(parse("", "SELECT 1 / 0") + bind("", "") + execute("") + sync + parse("s3", "SELECT 'z' AS email") + sync);
+  EXPECT_EQ(read(2), std::vector<std::string>{"E22012"});
+  raw.send(bind("", "s3") + execute("") + sync);
+  EXPECT_EQ(read(1), std::vector<std::string>{"z"});
+  // 4. A portal closed after the Sync stays closed (the server says so; pgveil must not keep it).
+  raw.send(parse("", "SELECT 1 / 0") + bind("", "") + execute("") + sync + bind("p4", "s3") + closePortal("p4"));
+  EXPECT_EQ(read(1), std::vector<std::string>{"E22012"});
+  raw.send(execute("p4") + sync);
+  EXPECT_EQ(read(1), std::vector<std::string>{"E34000"});
+  // And the classified column still comes back masked through all of it.
+  raw.send(parse("s5", "SELECT email FROM patients WHERE id = 1") + sync + bind("p5", "s5"));
+  EXPECT_EQ(read(1), std::vector<std::string>{});
+  raw.send(execute("p5") + sync);
+  EXPECT_EQ(read(1), std::vector<std::string>{"***"});
+  EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
+}
+
 TEST_F(MaskingTest, FailedPrepareDoesNotLeaveStaleLineage) {
   auto c = connect(via("support"));
   // The PREPARE never runs (the division fails first): pgveil must not remember it.
