@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <netdb.h>
 #include <stdexcept>
 
 namespace pgveil::proxy {
@@ -33,6 +34,21 @@ const char* sslmode(config::UpstreamTls t) {
   return "prefer";
 }
 
+// upstream.host as a numeric address (the first one the resolver gives, as the sessions use).
+std::string numericAddress(const std::string& host, std::uint16_t port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res); rc != 0 || !res) {
+    throw std::runtime_error("catalog connection failed: cannot resolve " + host + ": " + gai_strerror(rc));
+  }
+  char buf[NI_MAXHOST];
+  int rc = getnameinfo(res->ai_addr, res->ai_addrlen, buf, sizeof buf, nullptr, 0, NI_NUMERICHOST);
+  freeaddrinfo(res);
+  if (rc != 0) throw std::runtime_error("catalog connection failed: cannot resolve " + host);
+  return buf;
+}
+
 Result query(PGconn* c, const char* sql) {
   Result r(PQexecParams(c, sql, 0, nullptr, nullptr, nullptr, nullptr, 0));
   if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
@@ -50,9 +66,25 @@ std::shared_ptr<const masking::Catalog> loadCatalog(const config::Config& cfg, c
   std::string password = cfg.catalog.resolvedPassword();
   std::string port = std::to_string(up.port);
   std::string timeout = std::to_string(timeoutSeconds);
+  // The same TLS identity as the sessions' upstream connections: the name checked and sent as
+  // SNI is server_name when set (libpq checks `host` and connects to `hostaddr`), and the
+  // client certificate is presented.
+  std::string hostaddr;
+  if (!up.serverName.empty() && up.serverName != up.host) hostaddr = numericAddress(up.host, up.port);
+  const std::string& host = hostaddr.empty() ? up.host : up.serverName;
   std::vector<const char*> keys = {"host", "port", "dbname", "user", "sslmode", "connect_timeout", "application_name"};
-  std::vector<const char*> values = {up.host.c_str(), port.c_str(), database.c_str(), cfg.catalog.user.c_str(),
+  std::vector<const char*> values = {host.c_str(), port.c_str(), database.c_str(), cfg.catalog.user.c_str(),
                                      sslmode(up.tls), timeout.c_str(), "pgveil catalog"};
+  if (!hostaddr.empty()) {
+    keys.push_back("hostaddr");
+    values.push_back(hostaddr.c_str());
+  }
+  if (!up.certFile.empty()) {
+    keys.push_back("sslcert");
+    values.push_back(up.certFile.c_str());
+    keys.push_back("sslkey");
+    values.push_back(up.keyFile.c_str());
+  }
   if (!password.empty()) {
     keys.push_back("password");
     values.push_back(password.c_str());

@@ -62,6 +62,22 @@ SQL
       -CAcreateserial -days 3650 -out "$dir/client.crt" >/dev/null 2>&1
     chmod 600 "$dir/client.key"
     chmod 644 "$dir/upstream-ca.crt" "$dir/pgveil.crt"
+    # Upstream client certificates: role pgveil_cert logs in only with a certificate (CN
+    # pgveil_cert) from that client CA, which the server now trusts.
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=pgveil_cert" \
+      -keyout "$dir/upstream-client.key" -out "$dir/upstream-client.csr" >/dev/null 2>&1
+    openssl x509 -req -in "$dir/upstream-client.csr" -CA "$dir/client-ca.crt" -CAkey "$dir/client-ca.key" \
+      -CAcreateserial -days 3650 -out "$dir/upstream-client.crt" >/dev/null 2>&1
+    chmod 600 "$dir/upstream-client.key"
+    chmod 644 "$dir/client-ca.crt"
+    "${psql[@]}" -d postgres -c "CREATE ROLE pgveil_cert LOGIN" -c "GRANT CONNECT ON DATABASE clinic TO pgveil_cert"
+    sed -i "1i hostssl all pgveil_cert 127.0.0.1/32 cert" "$dir/data/pg_hba.conf"
+    echo "ssl_ca_file = '$dir/client-ca.crt'" >>"$dir/data/postgresql.conf"
+    "${psql[@]}" -d postgres -c "SELECT pg_reload_conf()" >/dev/null
+    for _ in $(seq 100); do
+      [[ $("${psql[@]}" -d postgres -tAc "SHOW ssl_ca_file") == "$dir/client-ca.crt" ]] && break
+      sleep 0.1
+    done
     cat >"$envfile" <<ENV
 PGVEIL_TEST_PGDIR=$dir
 PGVEIL_TEST_PGPORT=$port

@@ -154,6 +154,36 @@ TEST(CatalogLoaderTest, LoadsRelationsViewsAndRoles) {
   EXPECT_TRUE(c->isMemberOf("pg_monitor", "pg_read_all_stats"));
 }
 
+// The catalog connection presents the same TLS identity as the sessions' upstream connections.
+TEST(CatalogLoaderTest, PresentsTheUpstreamClientCertificate) {
+  const auto& dir = Cluster::get().dir;
+  auto cfg = catalogConfig();
+  cfg.upstream.tls = config::UpstreamTls::Require;
+  cfg.catalog.user = "pgveil_cert";  // pg_hba: certificate authentication only
+  cfg.catalog.password.clear();
+  EXPECT_THROW((void)proxy::loadCatalog(cfg, "clinic", 1), std::runtime_error);
+  cfg.upstream.certFile = dir + "/upstream-client.crt";
+  cfg.upstream.keyFile = dir + "/upstream-client.key";
+  auto c = proxy::loadCatalog(cfg, "clinic", 1);
+  ASSERT_TRUE(c);
+  EXPECT_NE(c->find("public", "patients"), nullptr);
+}
+
+TEST(CatalogLoaderTest, VerifiesTheUpstreamServerName) {
+  auto cfg = catalogConfig();
+  cfg.upstream.tls = config::UpstreamTls::VerifyFull;
+  cfg.upstream.caFile = Cluster::get().dir + "/upstream-ca.crt";
+  cfg.upstream.serverName = "localhost";  // in the certificate; the address is 127.0.0.1
+  EXPECT_TRUE(proxy::loadCatalog(cfg, "clinic", 1));
+  cfg.upstream.serverName = "db.example.com";  // not in it: refused, as the sessions refuse it
+  try {
+    (void)proxy::loadCatalog(cfg, "clinic", 1);
+    ADD_FAILURE() << "loaded with a server certificate that does not name db.example.com";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("db.example.com"), std::string::npos) << e.what();
+  }
+}
+
 TEST(CatalogLoaderTest, WrongPasswordIsAnError) {
   auto cfg = catalogConfig();
   cfg.catalog.password = "wrong";

@@ -511,6 +511,26 @@ TEST_F(TlsTest, TlsClientHalfCloseWithoutCloseNotifyStillGetsItsAnswer) {
   EXPECT_STREQ(PQgetvalue(r.get(), 0, 1), "1000");
 }
 
+TEST_F(TlsTest, UpstreamClientCertificate) {
+  // pgveil_cert may log in only with a certificate: pgveil presents upstream.cert_file.
+  const auto& dir = Cluster::get().dir;
+  {
+    Proxy proxy(upstreamYaml("require", "  cert_file: " + dir + "/upstream-client.crt\n  key_file: " + dir +
+                                            "/upstream-client.key\n"),
+                false);
+    auto c = connect(conninfo(proxy.port(), "pgveil_cert"));
+    ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get()) << proxy.log();
+    EXPECT_EQ(scalar(c.get(), "SELECT current_user || ' ' || ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"),
+              "pgveil_cert true");
+  }
+  {
+    Proxy proxy(upstreamYaml("require"), false);
+    auto c = connect(conninfo(proxy.port(), "pgveil_cert"));
+    EXPECT_EQ(PQstatus(c.get()), CONNECTION_BAD);
+    EXPECT_NE(std::string(PQerrorMessage(c.get())).find("certificate"), std::string::npos) << PQerrorMessage(c.get());
+  }
+}
+
 TEST_F(TlsTest, UpstreamVerifyFull) {
   const auto ca = Cluster::get().dir + "/upstream-ca.crt";
   {
