@@ -1216,7 +1216,8 @@ void MaskedFlow::popUntilSync() {
 }
 
 bool MaskedFlow::onServerMessage(const protocol::Message& m, OutBatch& out) {
-  if (m.type != msg::kDataRow) flushCounts();  // a result ends (or never had rows)
+  // A result ends (or never had rows); rows (DataRow, COPY's CopyData) are flushed every 256.
+  if (m.type != msg::kDataRow && m.type != msg::kCopyData) flushCounts();
   if (!discardUntilReady_) return handleServerMessage(m, out);
   // After an error-mode breach the client already has its error: everything up to the next
   // ReadyForQuery is tracked (statements, portals, the response queue) but not forwarded, except

@@ -181,6 +181,13 @@ TEST_F(ExfiltrationTest, RowCountsAreExactPerResult) {
   EXPECT_EQ(PQntuples(exec(c.get(), "SELECT email FROM patients WHERE id <= 1000").get()), 1000);
   EXPECT_EQ(PQntuples(exec(c.get(), "SELECT email FROM patients WHERE id <= 3").get()), 3);
   EXPECT_EQ(PQntuples(exec(c.get(), "SELECT id FROM patients WHERE id <= 7").get()), 7);  // nothing to mask
+  // COPY rows are counted in batches too, and completely by the end of the COPY.
+  ASSERT_EQ(PQresultStatus(exec(c.get(), "COPY (SELECT email FROM patients WHERE id <= 600) TO STDOUT").get()),
+            PGRES_COPY_OUT);
+  int copied = 0;
+  for (char* line = nullptr; PQgetCopyData(c.get(), &line, 0) > 0; PQfreemem(line)) ++copied;
+  EXPECT_EQ(PQresultStatus(PgResult(PQgetResult(c.get())).get()), PGRES_COMMAND_OK);
+  EXPECT_EQ(copied, 600);
   auto field = [](const std::string& json, const std::string& app, const std::string& name) -> long {
     auto at = json.find("\"application_name\":\"" + app + "\"");
     if (at == std::string::npos) return -1;
@@ -189,12 +196,12 @@ TEST_F(ExfiltrationTest, RowCountsAreExactPerResult) {
     return std::stol(json.substr(b + name.size() + 3));
   };
   auto sessions = httpGet(proxy.adminPort(), "/sessions");
-  EXPECT_EQ(field(sessions, "row-counts", "rows"), 1010) << sessions;
-  EXPECT_EQ(field(sessions, "row-counts", "rows_masked"), 1003) << sessions;
+  EXPECT_EQ(field(sessions, "row-counts", "rows"), 1610) << sessions;
+  EXPECT_EQ(field(sessions, "row-counts", "rows_masked"), 1603) << sessions;
   auto m = parseMetrics(httpGet(proxy.adminPort(), "/metrics"));
-  EXPECT_EQ(m["pgveil_role_rows_forwarded_total{role=\"support\"}"], 1010);
-  EXPECT_EQ(m["pgveil_role_rows_masked_total{role=\"support\"}"], 1003);
-  EXPECT_EQ(m["pgveil_rows_masked_total"], 1003);
+  EXPECT_EQ(m["pgveil_role_rows_forwarded_total{role=\"support\"}"], 1610);
+  EXPECT_EQ(m["pgveil_role_rows_masked_total{role=\"support\"}"], 1603);
+  EXPECT_EQ(m["pgveil_rows_masked_total"], 1603);
 }
 
 TEST_F(ExfiltrationTest, AdminEndpoint) {
