@@ -133,6 +133,23 @@ asio::awaitable<int> readMessage(Stream& s, protocol::ReadBuffer& buf, std::uint
   }
 }
 
+// The upstream's addresses. An IP address is used as is: only a host name goes through Asio's
+// resolver, which runs getaddrinfo on a thread of its own (one more hand-off per connection).
+asio::awaitable<std::pair<boost::system::error_code, std::vector<tcp::endpoint>>> upstreamEndpoints(
+    const config::UpstreamConfig& up) {
+  std::vector<tcp::endpoint> endpoints;
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(up.host, ec);
+  if (!ec) {
+    endpoints.emplace_back(addr, up.port);
+    co_return std::pair{ec, std::move(endpoints)};
+  }
+  tcp::resolver resolver(co_await asio::this_coro::executor);
+  auto [rec, results] = co_await resolver.async_resolve(up.host, std::to_string(up.port), kUse);
+  for (const auto& r : results) endpoints.push_back(r.endpoint());
+  co_return std::pair{rec, std::move(endpoints)};
+}
+
 }  // namespace
 
 class Session {
@@ -594,11 +611,10 @@ asio::awaitable<void> Session::waitForCancels() {
 asio::awaitable<void> Session::sendCancel(std::int32_t pid, std::int32_t key) {
   auto exec = co_await asio::this_coro::executor;
   const auto& up = config_->upstream;
-  tcp::resolver resolver(exec);
   asio::steady_timer timer(exec, up.connectTimeout);
-  auto resolved = co_await (resolver.async_resolve(up.host, std::to_string(up.port), kUse) || timer.async_wait(kUse));
-  if (resolved.index() != 0 || std::get<0>(std::get<0>(resolved))) co_return;
-  auto results = std::get<1>(std::get<0>(resolved));
+  auto resolved = co_await (upstreamEndpoints(up) || timer.async_wait(kUse));
+  if (resolved.index() != 0 || std::get<0>(resolved).first) co_return;
+  auto results = std::move(std::get<0>(resolved).second);
   tcp::socket sock(exec);
   timer.expires_after(up.connectTimeout);
   auto r = co_await (asio::async_connect(sock, results, kUse) || timer.async_wait(kUse));
@@ -616,8 +632,7 @@ asio::awaitable<bool> Session::connectUpstream() {
   auto exec = co_await asio::this_coro::executor;
   const auto& up = config_->upstream;
   std::string target = up.host + ":" + std::to_string(up.port);
-  tcp::resolver resolver(exec);
-  auto [rec, results] = co_await resolver.async_resolve(up.host, std::to_string(up.port), kUse);
+  auto [rec, results] = co_await upstreamEndpoints(up);
   auto fail = [&](std::string why) {
     reason_ = CloseReason::UpstreamUnavailable;
     spdlog::warn("session {} upstream {} unavailable: {}", id_, target, why);

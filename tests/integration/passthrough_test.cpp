@@ -708,6 +708,26 @@ class FakeUpstream {
   std::jthread thread_;
 };
 
+TEST(UpstreamTest, ByHostName) {
+  // A host name goes through the resolver (localhost: /etc/hosts), for sessions and cancels.
+  Proxy proxy("upstream:\n  host: localhost\n  port: " + std::to_string(Cluster::get().port) + "\n  tls: disable\n",
+              false);
+  auto c = connect(conninfo(proxy.port(), "admin"));
+  ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get()) << proxy.log();
+  ASSERT_EQ(PQsendQuery(c.get(), "SELECT pg_sleep(30)"), 1);
+  usleep(200000);
+  char err[256];
+  PGcancel* cancel = PQgetCancel(c.get());
+  ASSERT_EQ(PQcancel(cancel, err, sizeof err), 1) << err;
+  PQfreeCancel(cancel);
+  PgResult r(PQgetResult(c.get()));
+  const char* code = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
+  EXPECT_STREQ(code ? code : "", "57014") << PQresultErrorMessage(r.get());
+  while (PgResult(PQgetResult(c.get()))) {
+  }
+  EXPECT_EQ(scalar(c.get(), "SELECT 2"), "2");
+}
+
 TEST(UpstreamDownTest, ClientGetsConnectionFailure) {
   // A port with nothing listening: bind, read the port, close.
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -841,7 +861,22 @@ TEST(WorkerThreadTest, EachWorkerIsPinnedToItsOwnAllowedCpu) {
   ASSERT_EQ(workers.size(), 2u) << proxy.log();
   EXPECT_EQ(workers["pgveil-w0"], std::vector<int>{allowed[0]});
   EXPECT_EQ(workers["pgveil-w1"], std::vector<int>{allowed[1 % allowed.size()]});
-  EXPECT_EQ(scalar(connect(conninfo(proxy.port(), "admin")).get(), "SELECT 1"), "1");
+  // Sessions on both workers. The upstream is an IP address: no resolver thread (Asio's would
+  // inherit a worker's name and CPU).
+  std::vector<PgConn> sessions;
+  for (int i = 0; i < 4; ++i) {
+    sessions.push_back(connect(conninfo(proxy.port(), "admin")));
+    EXPECT_EQ(scalar(sessions.back().get(), "SELECT 1"), "1");
+  }
+  auto listing = runCommand({"ls", "/proc/" + std::to_string(proxy.pid()) + "/task"});
+  std::istringstream tids(listing.out);
+  int workerNamed = 0;
+  for (std::string tid; tids >> tid;) {
+    std::string name;
+    std::getline(std::ifstream("/proc/" + std::to_string(proxy.pid()) + "/task/" + tid + "/comm"), name);
+    if (name.rfind("pgveil-w", 0) == 0) ++workerNamed;
+  }
+  EXPECT_EQ(workerNamed, 2);
   auto expected = "2 workers on CPUs " + std::to_string(allowed[0]) + "," + std::to_string(allowed[1 % allowed.size()]);
   EXPECT_NE(proxy.log().find(expected), std::string::npos) << proxy.log();
 }
