@@ -553,6 +553,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       if (!protocol::decodeQuery(m.payload, q)) {
         return malformed("Query");
       }
+      ++clientEpoch_;
       if (!refreshSnapshot()) return false;
       auto a = analyze(q.sql);
       auto v = masking::gate(*a, *policy_, *classification_, *catalog_);
@@ -574,6 +575,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       masking::Verdict v{false, "function_call", "pgveil: permission denied by rule function_call: the fast-path "
                                                  "FunctionCall message (large objects, lo_* functions) is not allowed"};
       if (!masked_ || policy_->allows("function_call")) {
+        ++clientEpoch_;  // any function: it may close or open portals
         out.ref(m.bytes);
         expects_.push_back({Expect::SimpleQuery, a, {}, false, {}, {}, {}});
         return true;
@@ -616,6 +618,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
         return false;
       }
       auto portal = newPortal();
+      portal->epoch = clientEpoch_;
       auto it = statements_.find(std::string(b.statement));
       if (it != statements_.end()) {
         portal->analysis = it->second.analysis;
@@ -657,10 +660,12 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       if (d.target == 'S') {
         expects_.push_back({Expect::DescribeStatement, nullptr, std::string(d.name), false, {}, {}, {}});
       } else {
-        auto& portal = portals_.slot(d.name);
-        if (!portal) portal = newPortal();
+        bool verify = false;
+        auto& portal = portalForUse(d.name, verify);
         portal->described = true;
-        expects_.push_back({Expect::DescribePortal, nullptr, std::string(d.name), false, {}, portal, {}});
+        Expected e{Expect::DescribePortal, nullptr, std::string(d.name), false, {}, portal, {}};
+        e.verify = verify;
+        expects_.push_back(std::move(e));
       }
       out.ref(m.bytes);
       return true;
@@ -670,8 +675,10 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       if (!protocol::decodeExecute(m.payload, e)) {
         return malformed("Execute");
       }
-      auto& portal = portals_.slot(e.portal);
-      if (!portal) portal = newPortal();
+      bool verify = false;
+      auto& portal = portalForUse(e.portal, verify);
+      // Bound before a possible change: described again, and checked when the answer comes.
+      if (verify) portal->described = false;
       if (!portal->described) {
         // The client did not ask for the row description: pgveil asks for it itself, so that
         // the rows are attributed, and swallows the answer.
@@ -683,9 +690,12 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
         b.end();
         out.commitOwned(mark);
         portal->described = true;
-        expects_.push_back({Expect::DescribePortal, nullptr, std::string(e.portal), true, {}, portal, {}});
+        Expected d{Expect::DescribePortal, nullptr, std::string(e.portal), true, {}, portal, {}};
+        d.verify = verify;
+        expects_.push_back(std::move(d));
       }
       expects_.push_back({Expect::Execute, nullptr, std::string(e.portal), false, {}, portal, {}});
+      if (changesPortals(portal->statement)) ++clientEpoch_;
       out.ref(m.bytes);
       return true;
     }
@@ -706,6 +716,7 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       return true;
     }
     case msg::kSync:
+      ++clientEpoch_;
       expects_.push_back({Expect::Sync, nullptr, {}, false, {}, {}, {}});
       out.ref(m.bytes);
       return true;
@@ -1141,14 +1152,6 @@ void MaskedFlow::replayPending() {
         if (e.portalState) portals_.slot(e.name) = e.portalState;
         else portals_.erase(e.name);
         break;
-      case Expect::DescribePortal:
-      case Expect::Execute:
-        // Of a portal absent when they were sent: the entry they created.
-        if (e.portalState) {
-          auto& slot = portals_.slot(e.portal);
-          if (!slot) slot = e.portalState;
-        }
-        break;
       case Expect::Close:
         if (e.target == 'S') statements_.erase(e.name);
         else portals_.erase(e.name);
@@ -1173,6 +1176,50 @@ void MaskedFlow::keepAsSpare(std::shared_ptr<Portal>& portal) {
 std::shared_ptr<MaskedFlow::Portal> MaskedFlow::newPortal() {
   if (spareCount_ > 0) return std::move(spares_[--spareCount_]);
   return std::make_shared<Portal>();
+}
+
+std::shared_ptr<MaskedFlow::Portal>& MaskedFlow::portalForUse(std::string_view name, bool& verify) {
+  auto& portal = portals_.slot(name);
+  if (!portal) {
+    // Unknown to pgveil (never bound, or closed): no statement, described before use.
+    portal = newPortal();
+  } else if (portal->epoch != clientEpoch_) {
+    verify = true;
+  }
+  portal->epoch = clientEpoch_;
+  return portal;
+}
+
+bool MaskedFlow::changesPortals(const masking::StatementAnalysis* s) {
+  if (!s) return true;
+  switch (s->kind) {
+    case masking::StatementKind::Empty:
+    case masking::StatementKind::Select:
+    case masking::StatementKind::Insert:
+    case masking::StatementKind::Update:
+    case masking::StatementKind::Delete:
+    case masking::StatementKind::Merge:
+    case masking::StatementKind::CopyTo:
+    case masking::StatementKind::CopyFrom:
+    case masking::StatementKind::Set:
+    case masking::StatementKind::Reset:
+    case masking::StatementKind::Show:
+    case masking::StatementKind::Fetch:
+    case masking::StatementKind::Listen:
+    case masking::StatementKind::Notify:
+    case masking::StatementKind::Unlisten:
+      return false;
+    default:
+      return true;  // transaction control, DECLARE, CLOSE, CALL, DO, EXECUTE, DISCARD, DDL, ...
+  }
+}
+
+void MaskedFlow::onCommandTag(std::string_view payload) {
+  auto tag = payload.substr(0, payload.find('\0'));
+  // COMMIT (also END, and a COMMIT of a failed transaction, which reports ROLLBACK), ROLLBACK
+  // (also ROLLBACK TO SAVEPOINT, which drops only the portals opened since: forgetting all of
+  // them only makes later uses unattributed), PREPARE TRANSACTION.
+  if (tag == "COMMIT" || tag == "ROLLBACK" || tag == "PREPARE TRANSACTION") confirmedPortals_.clear();
 }
 
 // The response at hand must answer the oldest request; anything else means pgveil lost track
@@ -1350,6 +1397,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
         endOfResult();
         completeResult(m, out);
         if (m.type == msg::kCommandComplete && stmt && front->refusal.empty()) trackStatement(front->analysis, *stmt);
+        if (m.type == msg::kCommandComplete) onCommandTag(m.payload);
         ++simpleIndex_;
         simplePlanned_ = false;
         simplePlan_.clear();
@@ -1429,6 +1477,17 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
       bool injected = front->injected;
       if (front->kind == Expect::DescribePortal && front->portalState) {
         auto& portal = *front->portalState;
+        if (front->verify) {
+          // The server's portal of that name must be the one pgveil bound; otherwise its
+          // statement is unknown here and its columns are attributed from this description
+          // alone (unattributed ones masked).
+          const auto* confirmed = confirmedPortals_.find(front->portal);
+          if (!confirmed || *confirmed != front->portalState) {
+            portal.analysis.reset();
+            portal.statement = nullptr;
+            portal.count = {};
+          }
+        }
         if (m.type == msg::kRowDescription) planFromRowDescription(m.payload, portal.statement, portal.plan);
         else portal.plan.clear();  // NoData
         portal.planned = true;
@@ -1470,6 +1529,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
     case msg::kPortalSuspended:
     case msg::kEmptyQuery:
       copying_ = false;
+      if (m.type == msg::kCommandComplete) onCommandTag(m.payload);
       if (front->kind == Expect::Execute) {
         if (front->portalState && m.type != msg::kPortalSuspended) {
           if (current_ != &front->portalState->count) {

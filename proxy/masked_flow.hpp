@@ -87,6 +87,9 @@ class MaskedFlow {
     std::shared_ptr<Portal> portalState;
     std::string name;  // Parse: statement name; Bind, Close: portal or statement name
     char target = 0;   // Close: 'S' statement, 'P' portal
+    // DescribePortal of a portal bound before a possible change of portals (see clientEpoch_):
+    // its statement is trusted only if the server still has that same portal.
+    bool verify = false;
   };
   struct Portal {
     std::shared_ptr<const masking::Analysis> analysis;  // keeps `statement` alive
@@ -95,6 +98,7 @@ class MaskedFlow {
     bool planned = false;
     masking::ResultPlan plan;
     ResultCount count;
+    std::uint64_t epoch = 0;  // clientEpoch_ when bound, or last verified
     // As new, but the plan keeps its storage (a portal object is reused by the next Bind).
     // Every member must be reset here.
     void reset() {
@@ -104,6 +108,7 @@ class MaskedFlow {
       planned = false;
       plan.clear();
       count = {};
+      epoch = 0;
     }
   };
   struct Prepared {
@@ -158,6 +163,13 @@ class MaskedFlow {
   // Resets `portal` and keeps it for the next Bind when nothing else refers to it.
   void keepAsSpare(std::shared_ptr<Portal>& portal);
   std::shared_ptr<Portal> newPortal();
+  // The client-side portal for Describe/Execute; `verify`: bound before the last possible change
+  // of portals, so the server's portal of that name may be another one.
+  std::shared_ptr<Portal>& portalForUse(std::string_view name, bool& verify);
+  // Executing this statement may close, create or end the transaction of portals.
+  static bool changesPortals(const masking::StatementAnalysis* s);
+  // A CommandComplete tag that ended a transaction (its portals are gone).
+  void onCommandTag(std::string_view payload);
   bool expectFront(Expect kind);
   bool malformed(const char* what);
   const masking::StatementAnalysis* effective(const masking::StatementAnalysis* s) const;
@@ -222,6 +234,11 @@ class MaskedFlow {
   std::map<std::string, Prepared> confirmedStatements_;
   PortalTable portals_;
   PortalTable confirmedPortals_;
+  // Counts, in the client's stream, the points after which a portal name may denote another
+  // portal by the time the server runs what follows: a Sync or Query (the transaction may end),
+  // and an Execute of a statement that may close or declare portals or end the transaction.
+  // A Describe/Execute of a portal bound in an earlier epoch is verified (Expected::verify).
+  std::uint64_t clientEpoch_ = 0;
   // Finished unnamed portals kept for the next Binds, with their plans' storage (no allocation
   // per extended-protocol query). Two: in a transaction block, the portal a Bind replaces is
   // released only when the next Bind completes, so one is in use while the other waits.

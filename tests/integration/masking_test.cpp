@@ -345,16 +345,90 @@ TEST_F(MaskingTest, PipelinedStatementsAndPortalsOutliveTheTransactionBefore) {
   EXPECT_EQ(read(2), std::vector<std::string>{"E22012"});
   raw.send(bind("", "s3") + execute("") + sync);
   EXPECT_EQ(read(1), std::vector<std::string>{"z"});
-  // 4. A portal closed after the Sync stays closed (the server says so; pgveil must not keep it).
+  // 4. A portal closed after the Sync stays closed: a cursor declared under its name later is
+  // not attributed to the statement it was bound to.
+  auto simple = [](const std::string& sql) { return typed('Q', sql + '\0'); };
   raw.send(parse("", "SELECT 1 / 0") + bind("", "") + execute("") + sync + bind("p4", "s3") + closePortal("p4"));
   EXPECT_EQ(read(1), std::vector<std::string>{"E22012"});
+  raw.send(simple("BEGIN; DECLARE p4 CURSOR FOR SELECT email FROM patients WHERE id = 1"));
+  EXPECT_EQ(read(1), std::vector<std::string>{});
   raw.send(execute("p4") + sync);
-  EXPECT_EQ(read(1), std::vector<std::string>{"E34000"});
+  EXPECT_EQ(read(1), std::vector<std::string>{"***"});
+  raw.send(simple("COMMIT"));
+  EXPECT_EQ(read(1), std::vector<std::string>{});
   // And the classified column still comes back masked through all of it.
   raw.send(parse("s5", "SELECT email FROM patients WHERE id = 1") + sync + bind("p5", "s5"));
   EXPECT_EQ(read(1), std::vector<std::string>{});
   raw.send(execute("p5") + sync);
   EXPECT_EQ(read(1), std::vector<std::string>{"***"});
+  EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
+}
+
+// A portal name can denote another portal by the time the server runs a pipelined Execute: the
+// transaction that bound it ended, or a CLOSE and a DECLARE replaced it. pgveil must not
+// attribute the new portal's rows to the old portal's statement (here a literal, which is
+// never masked), and must keep attributing a portal that did survive (a cursor-style fetch).
+TEST_F(MaskingTest, PipelinedExecuteOfAReplacedPortalIsNotAttributedToTheOldOne) {
+  RawClient raw(relay_->port());
+  ASSERT_TRUE(raw.startupTrust("pgveil_trust", "clinic"));
+  auto parse = [](const std::string& name, const std::string& sql) {
+    return typed('P', name + '\0' + sql + '\0' + std::string(2, '\0'));
+  };
+  auto bind = [](const std::string& portal, const std::string& stmt) {
+    return typed('B', portal + '\0' + stmt + '\0' + std::string(6, '\0'));
+  };
+  auto execute = [](const std::string& portal, int maxRows = 0) {
+    std::string limit(4, '\0');
+    limit[3] = static_cast<char>(maxRows);
+    return typed('E', portal + '\0' + limit);
+  };
+  auto simple = [](const std::string& sql) { return typed('Q', sql + '\0'); };
+  const std::string sync = typed('S', "");
+  auto read = [&](int readyForQuery) {
+    std::vector<std::string> seen;
+    while (readyForQuery > 0) {
+      auto m = raw.readMessage();
+      if (!m) {
+        seen.push_back("<closed>");
+        break;
+      }
+      if (m->first == 'D') seen.push_back(m->second.substr(6, protocol::loadBe32(m->second.data() + 2)));
+      if (m->first == 'E') seen.push_back("E" + m->second.substr(m->second.find('C') + 1, 5));
+      if (m->first == 's') seen.push_back("suspended");
+      if (m->first == 'Z') --readyForQuery;
+    }
+    return seen;
+  };
+  const std::string literal = parse("lit", "SELECT 'a' AS email");
+  const std::string cursor = "DECLARE x CURSOR FOR SELECT email FROM patients WHERE id = 1";
+  // 1. Across a Sync that ends the transaction, then a DECLARE of the same name.
+  raw.send(literal + bind("x", "lit") + execute("x") + sync + simple("BEGIN; " + cursor) + execute("x") + sync +
+           simple("COMMIT"));
+  EXPECT_EQ(read(4), (std::vector<std::string>{"a", "***"}));
+  // 2. Within one transaction: SQL CLOSE and DECLARE through the extended protocol.
+  raw.send(simple("BEGIN"));
+  EXPECT_EQ(read(1), std::vector<std::string>{});
+  raw.send(bind("x", "lit") + execute("x") + parse("", "CLOSE x") + bind("", "") + execute("") + parse("", cursor) +
+           bind("", "") + execute("") + execute("x") + sync + simple("COMMIT"));
+  EXPECT_EQ(read(2), (std::vector<std::string>{"a", "***"}));
+  // 3. COMMIT and BEGIN executed through the extended protocol, then a DECLARE.
+  raw.send(simple("BEGIN"));
+  EXPECT_EQ(read(1), std::vector<std::string>{});
+  raw.send(bind("x", "lit") + execute("x") + parse("", "COMMIT") + bind("", "") + execute("") + parse("", "BEGIN") +
+           bind("", "") + execute("") + parse("", cursor) + bind("", "") + execute("") + execute("x") + sync +
+           simple("COMMIT"));
+  EXPECT_EQ(read(2), (std::vector<std::string>{"a", "***"}));
+  // 4. A portal that survives (fetched in pieces across Syncs inside a transaction) keeps its
+  // statement: the literal stays unmasked.
+  raw.send(simple("BEGIN"));
+  EXPECT_EQ(read(1), std::vector<std::string>{});
+  raw.send(parse("three", "SELECT 'b' AS email FROM generate_series(1, 3)") + bind("y", "three") + execute("y", 2) +
+           sync);
+  EXPECT_EQ(read(1), (std::vector<std::string>{"b", "b", "suspended"}));
+  raw.send(execute("y") + sync);
+  EXPECT_EQ(read(1), std::vector<std::string>{"b"});
+  raw.send(simple("COMMIT"));
+  EXPECT_EQ(read(1), std::vector<std::string>{});
   EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
 }
 
