@@ -4,6 +4,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <sys/stat.h>
+
 #include "config/yaml_reader.hpp"
 
 namespace pgveil::config {
@@ -168,6 +170,19 @@ void checkReadable(YamlMap& m, const std::string& key, const std::string& path, 
   if (!f) m.fail(at, key, "cannot read file '" + path + "'");
 }
 
+// The catalog connection (libpq) refuses a private key others can read: the same rule here,
+// so that the mistake is a start-up error rather than masked roles refused later.
+void checkPrivateKeyMode(YamlMap& m, const std::string& key, const std::string& path, const YAML::Node& at) {
+  struct stat st {};
+  if (path.empty() || stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+  bool tooOpen = st.st_uid == 0 ? (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO)) != 0
+                                : (st.st_mode & (S_IRWXG | S_IRWXO)) != 0;
+  if (tooOpen) {
+    m.fail(at, key,
+           "'" + path + "' is readable by group or others: use mode 0600 (or 0640 when owned by root), as libpq requires");
+  }
+}
+
 UpstreamTls parseUpstreamTls(YamlMap& m, const std::string& key, UpstreamTls def) {
   auto n = m.get(key);
   if (!n) return def;
@@ -267,6 +282,7 @@ Config parse(const YAML::Node& root, const std::string& path) {
     checkReadable(u, "cert_file", c.upstream.certFile, u.get("cert_file"));
     c.upstream.keyFile = u.str("key_file", "");
     checkReadable(u, "key_file", c.upstream.keyFile, u.get("key_file"));
+    checkPrivateKeyMode(u, "key_file", c.upstream.keyFile, u.get("key_file"));
     c.upstream.connectTimeout = u.duration("connect_timeout", c.upstream.connectTimeout);
     if ((c.upstream.tls == UpstreamTls::VerifyCa || c.upstream.tls == UpstreamTls::VerifyFull) &&
         c.upstream.caFile.empty()) {

@@ -34,19 +34,28 @@ const char* sslmode(config::UpstreamTls t) {
   return "prefer";
 }
 
-// upstream.host as a numeric address (the first one the resolver gives, as the sessions use).
-std::string numericAddress(const std::string& host, std::uint16_t port) {
+// upstream.host's addresses, numeric and comma-separated, in the resolver's order (the sessions
+// try them in that order too).
+std::string numericAddresses(const std::string& host, std::uint16_t port, std::size_t& count) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
   if (int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res); rc != 0 || !res) {
-    throw std::runtime_error("catalog connection failed: cannot resolve " + host + ": " + gai_strerror(rc));
+    throw std::runtime_error("catalog connection failed: cannot resolve " + host + ": " +
+                             (rc != 0 ? gai_strerror(rc) : "no address"));
   }
-  char buf[NI_MAXHOST];
-  int rc = getnameinfo(res->ai_addr, res->ai_addrlen, buf, sizeof buf, nullptr, 0, NI_NUMERICHOST);
+  std::string out;
+  count = 0;
+  for (const addrinfo* ai = res; ai; ai = ai->ai_next) {
+    char buf[NI_MAXHOST];
+    if (getnameinfo(ai->ai_addr, ai->ai_addrlen, buf, sizeof buf, nullptr, 0, NI_NUMERICHOST) != 0) continue;
+    if (!out.empty()) out += ',';
+    out += buf;
+    ++count;
+  }
   freeaddrinfo(res);
-  if (rc != 0) throw std::runtime_error("catalog connection failed: cannot resolve " + host);
-  return buf;
+  if (count == 0) throw std::runtime_error("catalog connection failed: cannot resolve " + host);
+  return out;
 }
 
 Result query(PGconn* c, const char* sql) {
@@ -69,9 +78,15 @@ std::shared_ptr<const masking::Catalog> loadCatalog(const config::Config& cfg, c
   // The same TLS identity as the sessions' upstream connections: the name checked and sent as
   // SNI is server_name when set (libpq checks `host` and connects to `hostaddr`), and the
   // client certificate is presented.
+  // libpq takes one host name per address.
   std::string hostaddr;
-  if (!up.serverName.empty() && up.serverName != up.host) hostaddr = numericAddress(up.host, up.port);
-  const std::string& host = hostaddr.empty() ? up.host : up.serverName;
+  std::string host = up.host;
+  if (!up.serverName.empty() && up.serverName != up.host) {
+    std::size_t count = 0;
+    hostaddr = numericAddresses(up.host, up.port, count);
+    host = up.serverName;
+    for (std::size_t i = 1; i < count; ++i) host += "," + up.serverName;
+  }
   std::vector<const char*> keys = {"host", "port", "dbname", "user", "sslmode", "connect_timeout", "application_name"};
   std::vector<const char*> values = {host.c_str(), port.c_str(), database.c_str(), cfg.catalog.user.c_str(),
                                      sslmode(up.tls), timeout.c_str(), "pgveil catalog"};

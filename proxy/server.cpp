@@ -274,12 +274,15 @@ int Server::run() {
 
   // Logged last: tests and scripts wait for this line.
   auto bound = impl_->acceptor->local_endpoint();
-  const bool pin = cfg.pinWorkers && !cpus.empty();
+  // More workers than CPUs: two pinned to one CPU could never be spread by the scheduler.
+  const bool pin = cfg.pinWorkers && !cpus.empty() && n <= cpus.size();
   std::vector<int> pinnedTo;
-  for (unsigned i = 0; pin && i < n; ++i) pinnedTo.push_back(cpus[i % cpus.size()]);
+  for (unsigned i = 0; pin && i < n; ++i) pinnedTo.push_back(cpus[i]);
+  std::string placement = " unpinned";
+  if (pin) placement = fmt::format(" on CPUs {}", fmt::join(pinnedTo, ","));
+  else if (cfg.pinWorkers && !cpus.empty()) placement = fmt::format(" unpinned: more workers than the {} CPUs", cpus.size());
   spdlog::info("pgveil listening on {}:{} (upstream {}:{}, {} workers{}, client TLS {})", bound.address().to_string(),
-               bound.port(), cfg.upstream.host, cfg.upstream.port, n,
-               pin ? fmt::format(" on CPUs {}", fmt::join(pinnedTo, ",")) : std::string(" unpinned"),
+               bound.port(), cfg.upstream.host, cfg.upstream.port, n, placement,
                cfg.tls.mode == config::ClientTls::Disable ? "off" : "on");
 
   std::vector<std::thread> threads;

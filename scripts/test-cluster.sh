@@ -74,8 +74,9 @@ SQL
     sed -i "1i hostssl all pgveil_cert 127.0.0.1/32 cert" "$dir/data/pg_hba.conf"
     echo "ssl_ca_file = '$dir/client-ca.crt'" >>"$dir/data/postgresql.conf"
     "${psql[@]}" -d postgres -c "SELECT pg_reload_conf()" >/dev/null
-    for _ in $(seq 100); do
+    for i in $(seq 101); do
       [[ $("${psql[@]}" -d postgres -tAc "SHOW ssl_ca_file") == "$dir/client-ca.crt" ]] && break
+      [[ $i -eq 101 ]] && { echo "test-cluster.sh: the server did not load ssl_ca_file" >&2; exit 1; }
       sleep 0.1
     done
     cat >"$envfile" <<ENV

@@ -175,6 +175,12 @@ TEST(CatalogLoaderTest, VerifiesTheUpstreamServerName) {
   cfg.upstream.caFile = Cluster::get().dir + "/upstream-ca.crt";
   cfg.upstream.serverName = "localhost";  // in the certificate; the address is 127.0.0.1
   EXPECT_TRUE(proxy::loadCatalog(cfg, "clinic", 1));
+  // A host name with every address tried (localhost may resolve to ::1 first; the server listens
+  // on 127.0.0.1 only), checked against the name given.
+  cfg.upstream.host = "localhost";
+  cfg.upstream.serverName = "127.0.0.1";
+  EXPECT_TRUE(proxy::loadCatalog(cfg, "clinic", 1));
+  cfg.upstream.host = "127.0.0.1";
   cfg.upstream.serverName = "db.example.com";  // not in it: refused, as the sessions refuse it
   try {
     (void)proxy::loadCatalog(cfg, "clinic", 1);

@@ -881,6 +881,17 @@ TEST(WorkerThreadTest, EachWorkerIsPinnedToItsOwnAllowedCpu) {
   EXPECT_NE(proxy.log().find(expected), std::string::npos) << proxy.log();
 }
 
+TEST(WorkerThreadTest, MoreWorkersThanCpusAreNotPinned) {
+  auto allowed = allowedCpusOfThisProcess();
+  Proxy proxy(Proxy::Raw{}, "listen: 127.0.0.1:0\nworkers: " + std::to_string(allowed.size() + 1) +
+                                "\nupstream:\n  host: 127.0.0.1\n  port: " + std::to_string(Cluster::get().port) +
+                                "\n  tls: disable\n");
+  auto workers = workerCpus(proxy.pid());
+  ASSERT_EQ(workers.size(), allowed.size() + 1) << proxy.log();
+  for (auto& [name, cpus] : workers) EXPECT_EQ(cpus, allowed) << name;
+  EXPECT_NE(proxy.log().find("unpinned: more workers than the"), std::string::npos) << proxy.log();
+}
+
 TEST(WorkerThreadTest, PinningCanBeTurnedOff) {
   auto allowed = allowedCpusOfThisProcess();
   Proxy proxy("pin_workers: false\n");
@@ -900,11 +911,16 @@ TEST(WorkerThreadTest, DefaultWorkerCountFollowsTheAffinityMask) {
   cpu_set_t one;
   CPU_ZERO(&one);
   CPU_SET(allowed.back(), &one);
-  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
   std::optional<Proxy> proxy;
-  proxy.emplace(Proxy::Raw{}, "listen: 127.0.0.1:0\nworkers: 0\nupstream:\n  host: 127.0.0.1\n  port: " +
-                                 std::to_string(Cluster::get().port) + "\n  tls: disable\n");
-  ASSERT_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
+  {
+    ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+    struct Restore {
+      cpu_set_t& saved;
+      ~Restore() { sched_setaffinity(0, sizeof saved, &saved); }
+    } restore{saved};
+    proxy.emplace(Proxy::Raw{}, "listen: 127.0.0.1:0\nworkers: 0\nupstream:\n  host: 127.0.0.1\n  port: " +
+                                   std::to_string(Cluster::get().port) + "\n  tls: disable\n");
+  }
   auto workers = workerCpus(proxy->pid());
   ASSERT_EQ(workers.size(), 1u) << proxy->log();
   EXPECT_EQ(workers["pgveil-w0"], std::vector<int>{allowed.back()});

@@ -1,6 +1,12 @@
 #include "config/config.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 
 namespace pgveil::config {
 namespace {
@@ -99,6 +105,25 @@ TEST(ConfigTest, BadValuesNameTheKey) {
     auto e = errorOf(c.yaml);
     EXPECT_NE(e.find(c.expect), std::string::npos) << "yaml: " << c.yaml << "\nerror: " << e;
   }
+}
+
+TEST(ConfigTest, UpstreamKeyFileMustNotBeReadableByOthers) {
+  char dir[] = "/tmp/pgveil-config-test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string cert = std::string(dir) + "/client.crt";
+  const std::string key = std::string(dir) + "/client.key";
+  std::ofstream(cert) << "not parsed here\n";
+  std::ofstream(key) << "not parsed here\n";
+  const std::string yaml = "upstream:\n  cert_file: " + cert + "\n  key_file: " + key + "\n";
+  ASSERT_EQ(chmod(key.c_str(), 0644), 0);
+  auto e = errorOf(yaml);
+  EXPECT_NE(e.find("test.yaml:3:13: upstream.key_file: '" + key + "' is readable by group or others"), std::string::npos)
+      << e;
+  ASSERT_EQ(chmod(key.c_str(), 0600), 0);
+  EXPECT_EQ(errorOf(yaml), "");
+  std::remove(cert.c_str());
+  std::remove(key.c_str());
+  rmdir(dir);
 }
 
 TEST(ConfigTest, MaskingPolicy) {
