@@ -235,7 +235,8 @@ const masking::StatementAnalysis* MaskedFlow::effective(const masking::Statement
   if (s->kind == masking::StatementKind::Fetch) {
     auto it = cursors_.find(s->name);
     if (it != cursors_.end()) return it->second.statement;
-    auto* p = portals_.find(s->name);
+    // A protocol-level portal as the server has it now, not as the client last bound it.
+    auto* p = confirmedPortals_.find(s->name);
     return p ? (*p)->statement : nullptr;
   }
   return s;
@@ -1208,18 +1209,30 @@ bool MaskedFlow::changesPortals(const masking::StatementAnalysis* s) {
     case masking::StatementKind::Listen:
     case masking::StatementKind::Notify:
     case masking::StatementKind::Unlisten:
+    case masking::StatementKind::Ddl:
+    case masking::StatementKind::Prepare:
+    case masking::StatementKind::Deallocate:
+    case masking::StatementKind::Execute:  // of a prepared SELECT or DML
+    case masking::StatementKind::Explain:
       return false;
     default:
-      return true;  // transaction control, DECLARE, CLOSE, CALL, DO, EXECUTE, DISCARD, DDL, ...
+      return true;  // transaction control, DECLARE, CLOSE, CALL, DO, DISCARD, unknown
   }
 }
 
-void MaskedFlow::onCommandTag(std::string_view payload) {
-  auto tag = payload.substr(0, payload.find('\0'));
-  // COMMIT (also END, and a COMMIT of a failed transaction, which reports ROLLBACK), ROLLBACK
-  // (also ROLLBACK TO SAVEPOINT, which drops only the portals opened since: forgetting all of
-  // them only makes later uses unattributed), PREPARE TRANSACTION.
-  if (tag == "COMMIT" || tag == "ROLLBACK" || tag == "PREPARE TRANSACTION") confirmedPortals_.clear();
+void MaskedFlow::afterStatement(const std::shared_ptr<const masking::Analysis>& a,
+                                const masking::StatementAnalysis* s) {
+  if (a && s) trackStatement(a, *s);
+  if (s && s->kind == masking::StatementKind::DeclareCursor) {
+    confirmedPortals_.erase(s->name);  // whatever portal had that name is gone
+  } else if (s && s->kind == masking::StatementKind::ClosePortal) {
+    // trackStatement forgot it
+  } else if (changesPortals(s)) {
+    // Transaction control (ROLLBACK TO SAVEPOINT drops only the portals opened since: forgetting
+    // all of them only makes later uses unattributed), CALL and DO (a procedure may commit),
+    // DISCARD, or a statement pgveil could not analyze.
+    confirmedPortals_.clear();
+  }
 }
 
 // The response at hand must answer the oldest request; anything else means pgveil lost track
@@ -1396,8 +1409,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
         current_ = &simpleCount_;
         endOfResult();
         completeResult(m, out);
-        if (m.type == msg::kCommandComplete && stmt && front->refusal.empty()) trackStatement(front->analysis, *stmt);
-        if (m.type == msg::kCommandComplete) onCommandTag(m.payload);
+        if (m.type == msg::kCommandComplete && front->refusal.empty()) afterStatement(front->analysis, stmt);
         ++simpleIndex_;
         simplePlanned_ = false;
         simplePlan_.clear();
@@ -1442,9 +1454,10 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
     case msg::kParseComplete: {
       if (!expectFront(Expect::Parse)) return false;
       auto& e = expects_.front();
+      // What the statement does (PREPARE, DECLARE, CLOSE, SET, ...) is tracked when an Execute
+      // of it completes: a statement parsed is not a statement run.
       if (e.analysis) {
         confirmedStatements_[e.name] = {e.analysis, e.analysis->statements.empty() ? nullptr : &e.analysis->statements[0]};
-        for (const auto& st : e.analysis->statements) trackStatement(e.analysis, st);
       }
       expects_.pop_front();
       out.ref(m.bytes);
@@ -1484,8 +1497,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
           const auto* confirmed = confirmedPortals_.find(front->portal);
           if (!confirmed || *confirmed != front->portalState) {
             portal.analysis.reset();
-            portal.statement = nullptr;
-            portal.count = {};
+            portal.statement = nullptr;  // the row counts stay: per-query limits are not reset
           }
         }
         if (m.type == msg::kRowDescription) planFromRowDescription(m.payload, portal.statement, portal.plan);
@@ -1529,7 +1541,11 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
     case msg::kPortalSuspended:
     case msg::kEmptyQuery:
       copying_ = false;
-      if (m.type == msg::kCommandComplete) onCommandTag(m.payload);
+      if (front->kind == Expect::Execute && m.type == msg::kCommandComplete) {
+        const auto& p = front->portalState;
+        afterStatement(p ? p->analysis : nullptr,
+                       p && p->analysis && !p->analysis->statements.empty() ? &p->analysis->statements[0] : nullptr);
+      }
       if (front->kind == Expect::Execute) {
         if (front->portalState && m.type != msg::kPortalSuspended) {
           if (current_ != &front->portalState->count) {

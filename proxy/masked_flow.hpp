@@ -168,8 +168,9 @@ class MaskedFlow {
   std::shared_ptr<Portal>& portalForUse(std::string_view name, bool& verify);
   // Executing this statement may close, create or end the transaction of portals.
   static bool changesPortals(const masking::StatementAnalysis* s);
-  // A CommandComplete tag that ended a transaction (its portals are gone).
-  void onCommandTag(std::string_view payload);
+  // A statement ran (CommandComplete): tracks what it prepared, declared or closed, and forgets
+  // the confirmed portals it may have closed.
+  void afterStatement(const std::shared_ptr<const masking::Analysis>& a, const masking::StatementAnalysis* s);
   bool expectFront(Expect kind);
   bool malformed(const char* what);
   const masking::StatementAnalysis* effective(const masking::StatementAnalysis* s) const;

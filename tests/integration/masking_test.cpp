@@ -400,7 +400,9 @@ TEST_F(MaskingTest, PipelinedExecuteOfAReplacedPortalIsNotAttributedToTheOldOne)
     return seen;
   };
   const std::string literal = parse("lit", "SELECT 'a' AS email");
-  const std::string cursor = "DECLARE x CURSOR FOR SELECT email FROM patients WHERE id = 1";
+  // A view's column: the server reports no table column for it, so its masking rests on the
+  // statement's lineage alone (a table's column would be masked through its table OID anyway).
+  const std::string cursor = "DECLARE x CURSOR FOR SELECT contact FROM patient_contacts WHERE id = 1";
   // 1. Across a Sync that ends the transaction, then a DECLARE of the same name.
   raw.send(literal + bind("x", "lit") + execute("x") + sync + simple("BEGIN; " + cursor) + execute("x") + sync +
            simple("COMMIT"));
@@ -418,6 +420,22 @@ TEST_F(MaskingTest, PipelinedExecuteOfAReplacedPortalIsNotAttributedToTheOldOne)
            bind("", "") + execute("") + parse("", cursor) + bind("", "") + execute("") + execute("x") + sync +
            simple("COMMIT"));
   EXPECT_EQ(read(2), (std::vector<std::string>{"a", "***"}));
+  // 3b. The CLOSE parsed before the portal is bound, run after.
+  raw.send(simple("BEGIN"));
+  EXPECT_EQ(read(1), std::vector<std::string>{});
+  raw.send(parse("", "CLOSE x") + bind("x", "lit") + execute("x") + bind("", "") + execute("") + parse("", cursor) +
+           bind("", "") + execute("") + execute("x") + sync + simple("COMMIT"));
+  EXPECT_EQ(read(2), (std::vector<std::string>{"a", "***"}));
+  // 3c. A statement parsed but never run does not change what pgveil tracks: the PREPARE that
+  // ran stays the one EXECUTE uses, the DECLARE that ran stays the one FETCH uses.
+  raw.send(simple("PREPARE v AS SELECT contact FROM patient_contacts WHERE id = 1"));
+  EXPECT_EQ(read(1), std::vector<std::string>{});
+  raw.send(parse("", "PREPARE v AS SELECT 'a' AS contact") + sync + simple("EXECUTE v") + simple("DEALLOCATE v"));
+  EXPECT_EQ(read(3), std::vector<std::string>{"***"});
+  raw.send(simple("BEGIN; " + cursor));
+  EXPECT_EQ(read(1), std::vector<std::string>{});
+  raw.send(parse("", "DECLARE x CURSOR FOR SELECT 'a' AS contact") + sync + simple("FETCH ALL x") + simple("COMMIT"));
+  EXPECT_EQ(read(3), std::vector<std::string>{"***"});
   // 4. A portal that survives (fetched in pieces across Syncs inside a transaction) keeps its
   // statement: the literal stays unmasked.
   raw.send(simple("BEGIN"));
