@@ -148,13 +148,30 @@ std::shared_ptr<const masking::Analysis> MaskedFlow::analyze(std::string_view sq
              !literals.empty();
     return shaped ? &shape : nullptr;
   };
-  if (auto hit = cache.find(sql, contextKey_, shapeOf)) return hit;
-  // search_path is taken as unknown: unqualified names resolve in every schema (conservative).
-  masking::AnalyzeContext ctx{catalog_.get(), searchPath_};
-  auto a = shared_.analyzer->analyze(sql, ctx, shaped ? &literals : nullptr);
-  cache.insert(sql, contextKey_, a);
-  if (a->literalInsensitive) cache.insertShape(shape, contextKey_, a);
+  auto a = cache.find(sql, contextKey_, shapeOf);
+  if (!a) {
+    // search_path is taken as unknown: unqualified names resolve in every schema (conservative).
+    masking::AnalyzeContext ctx{catalog_.get(), searchPath_};
+    a = shared_.analyzer->analyze(sql, ctx, shaped ? &literals : nullptr);
+    cache.insert(sql, contextKey_, a);
+    if (a->literalInsensitive) cache.insertShape(shape, contextKey_, a);
+  }
+  // A statement that changes search_path: what is sent from now on, and the statements after it
+  // in the same string, are read with the path unknown until the server confirms the new one.
+  if (!searchPath_.empty() && changesSearchPath(*a)) {
+    setSearchPath({});
+    if (a->statements.size() > 1) return analyze(sql);
+  }
   return a;
+}
+
+bool MaskedFlow::changesSearchPath(const masking::Analysis& a) {
+  for (const auto& s : a.statements) {
+    bool set = s.kind == masking::StatementKind::Set || s.kind == masking::StatementKind::Reset;
+    if (set && (s.parameter == "search_path" || s.parameter == "all")) return true;
+    if (s.kind == masking::StatementKind::Other && s.nodeType == "DiscardStmt") return true;
+  }
+  return false;
 }
 
 // Called when the server confirms a statement (CommandComplete): only then does a PREPARE,
@@ -162,12 +179,22 @@ std::shared_ptr<const masking::Analysis> MaskedFlow::analyze(std::string_view sq
 void MaskedFlow::trackStatement(const std::shared_ptr<const masking::Analysis>& a, const masking::StatementAnalysis& s) {
   {
     switch (s.kind) {
+      // SQL and protocol-level prepared statements share one namespace on the server.
       case masking::StatementKind::Prepare:
         sqlPrepared_[s.name] = {a, s.inner ? s.inner.get() : &s};
+        statements_.erase(s.name);
+        confirmedStatements_.erase(s.name);
         break;
       case masking::StatementKind::Deallocate:
-        if (s.name.empty()) sqlPrepared_.clear();
-        else sqlPrepared_.erase(s.name);
+        if (s.name.empty()) {
+          sqlPrepared_.clear();
+          statements_.clear();
+          confirmedStatements_.clear();
+        } else {
+          sqlPrepared_.erase(s.name);
+          statements_.erase(s.name);
+          confirmedStatements_.erase(s.name);
+        }
         break;
       case masking::StatementKind::DeclareCursor:
         cursors_[s.name] = {a, s.inner ? s.inner.get() : &s};
@@ -193,13 +220,14 @@ void MaskedFlow::trackStatement(const std::shared_ptr<const masking::Analysis>& 
           confirmedStatements_.clear();
           portals_.clear();
           confirmedPortals_.clear();
+          setSearchPath({});  // DISCARD ALL resets it to the server's default
         }
         break;
       case masking::StatementKind::Set:
       case masking::StatementKind::Reset:
         if (s.parameter == "search_path" || s.parameter == "all") {
           // A constant SET search_path is tracked; anything else makes it unknown again.
-          searchPath_.clear();
+          std::vector<std::string> path;
           if (s.kind == masking::StatementKind::Set && !s.parameterValue.empty() && s.parameterValue != "?") {
             std::string v = s.parameterValue;
             std::size_t start = 0;
@@ -210,19 +238,75 @@ void MaskedFlow::trackStatement(const std::shared_ptr<const masking::Analysis>& 
               while (!item.empty() && item.front() == ' ') item.erase(item.begin());
               while (!item.empty() && item.back() == ' ') item.pop_back();
               if (item == "$user") item = identity_.user;
-              if (!item.empty()) searchPath_.push_back(item);
+              if (!item.empty()) path.push_back(item);
               start = end + 1;
             }
           }
-          searchPathKey_.clear();
-          for (const auto& p : searchPath_) searchPathKey_ += p + "\n";
-          contextKey_ = masking::AnalysisCache::contextKey(catalog_->generation(), searchPathKey_);
+          setSearchPath(std::move(path));
         }
         break;
       default:
         break;
     }
   }
+}
+
+void MaskedFlow::setSearchPath(std::vector<std::string> path) {
+  searchPath_ = std::move(path);
+  searchPathKey_.clear();
+  for (const auto& p : searchPath_) searchPathKey_ += p + "\n";
+  contextKey_ = masking::AnalysisCache::contextKey(catalog_->generation(), searchPathKey_);
+}
+
+void MaskedFlow::forgetEffects(const masking::StatementAnalysis& s, std::string_view tag) {
+  switch (s.kind) {
+    case masking::StatementKind::Prepare:
+    case masking::StatementKind::Deallocate:
+      if (s.name.empty()) {
+        sqlPrepared_.clear();
+        statements_.clear();
+        confirmedStatements_.clear();
+      } else {
+        sqlPrepared_.erase(s.name);
+        statements_.erase(s.name);
+        confirmedStatements_.erase(s.name);
+      }
+      break;
+    case masking::StatementKind::DeclareCursor:
+    case masking::StatementKind::ClosePortal:
+      if (s.name.empty()) {
+        cursors_.clear();
+        confirmedPortals_.clear();
+      } else {
+        cursors_.erase(s.name);
+        confirmedPortals_.erase(s.name);
+      }
+      break;
+    case masking::StatementKind::Set:
+    case masking::StatementKind::Reset:
+      if (s.parameter == "search_path" || s.parameter == "all") setSearchPath({});
+      break;
+    case masking::StatementKind::Other:
+      if (s.nodeType == "DiscardStmt") forgetTracking();
+      else afterStatement(nullptr, nullptr, tag);
+      break;
+    default:
+      if (changesPortals(&s)) {  // transaction control, CALL, DO
+        confirmedPortals_.clear();
+        cursors_.clear();
+        setSearchPath({});
+      }
+      break;
+  }
+}
+
+void MaskedFlow::forgetTracking() {
+  sqlPrepared_.clear();
+  cursors_.clear();
+  statements_.clear();
+  confirmedStatements_.clear();
+  confirmedPortals_.clear();
+  setSearchPath({});
 }
 
 // EXECUTE and FETCH return the rows of another statement.
@@ -237,7 +321,11 @@ const masking::StatementAnalysis* MaskedFlow::effective(const masking::Statement
     if (it != cursors_.end()) return it->second.statement;
     // A protocol-level portal as the server has it now, not as the client last bound it.
     auto* p = confirmedPortals_.find(s->name);
-    return p ? (*p)->statement : nullptr;
+    if (!p || !(*p)->statement) return nullptr;
+    const auto* inner = (*p)->statement;
+    // A portal that itself runs EXECUTE or FETCH: not followed further.
+    if (inner->kind == masking::StatementKind::Execute || inner->kind == masking::StatementKind::Fetch) return nullptr;
+    return inner;
   }
   return s;
 }
@@ -620,15 +708,18 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       }
       auto portal = newPortal();
       portal->epoch = clientEpoch_;
-      auto it = statements_.find(std::string(b.statement));
+      portal->boundStatement.assign(b.statement);
+      auto it = statements_.find(portal->boundStatement);
       if (it != statements_.end()) {
         portal->analysis = it->second.analysis;
-        portal->statement = effective(it->second.statement);
+        // EXECUTE and FETCH are resolved (effective()) when their answers come, against what
+        // the server has prepared and declared by then.
+        portal->statement = it->second.statement;
       }
       // Paging through a prepared statement: the same statement bound with ever new values.
       const auto& ex = rules_->config->exfiltration;
       if (portal->analysis && !exempt_ && ex.enumeration != config::RuleAction::Off &&
-          readsClassified(portal->statement)) {
+          readsClassified(effective(portal->statement))) {
         std::vector<masking::ExfiltrationFinding> findings;
         auto values = m.payload.substr(std::min(m.payload.size(), b.portal.size() + b.statement.size() + 2));
         recordEnumeration(*portal->analysis, values, findings);
@@ -705,12 +796,15 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
       if (!protocol::decodeClose(m.payload, c)) {
         return malformed("Close");
       }
+      // Also the SQL-level statement or cursor of that name: one namespace on the server.
       if (c.target == 'S') {
         statements_.erase(std::string(c.name));
         confirmedStatements_.erase(std::string(c.name));
+        if (!c.name.empty()) sqlPrepared_.erase(std::string(c.name));
       } else {
         portals_.erase(c.name);
         confirmedPortals_.erase(c.name);
+        if (!c.name.empty()) cursors_.erase(std::string(c.name));
       }
       expects_.push_back({Expect::Close, nullptr, {}, false, {}, {}, std::string(c.name), c.target});
       out.ref(m.bytes);
@@ -1150,8 +1244,16 @@ void MaskedFlow::replayPending() {
         }
         break;
       case Expect::Bind:
-        if (e.portalState) portals_.slot(e.name) = e.portalState;
-        else portals_.erase(e.name);
+        if (e.portalState) {
+          // Resolved again: a Parse it relied on may have failed or been skipped.
+          auto& p = *e.portalState;
+          auto it = statements_.find(p.boundStatement);
+          p.analysis = it == statements_.end() ? nullptr : it->second.analysis;
+          p.statement = it == statements_.end() ? nullptr : it->second.statement;
+          portals_.slot(e.name) = e.portalState;
+        } else {
+          portals_.erase(e.name);
+        }
         break;
       case Expect::Close:
         if (e.target == 'S') statements_.erase(e.name);
@@ -1221,17 +1323,38 @@ bool MaskedFlow::changesPortals(const masking::StatementAnalysis* s) {
 }
 
 void MaskedFlow::afterStatement(const std::shared_ptr<const masking::Analysis>& a,
-                                const masking::StatementAnalysis* s) {
-  if (a && s) trackStatement(a, *s);
-  if (s && s->kind == masking::StatementKind::DeclareCursor) {
-    confirmedPortals_.erase(s->name);  // whatever portal had that name is gone
-  } else if (s && s->kind == masking::StatementKind::ClosePortal) {
-    // trackStatement forgot it
-  } else if (changesPortals(s)) {
-    // Transaction control (ROLLBACK TO SAVEPOINT drops only the portals opened since: forgetting
-    // all of them only makes later uses unattributed), CALL and DO (a procedure may commit),
-    // DISCARD, or a statement pgveil could not analyze.
-    confirmedPortals_.clear();
+                                const masking::StatementAnalysis* s, std::string_view tag) {
+  if (!a || !s) {
+    forgetTracking();
+    return;
+  }
+  trackStatement(a, *s);
+  tag = tag.substr(0, tag.find('\0'));
+  switch (s->kind) {
+    case masking::StatementKind::DeclareCursor:
+      confirmedPortals_.erase(s->name);  // whatever portal had that name is gone
+      break;
+    case masking::StatementKind::ClosePortal:
+      break;  // trackStatement forgot it
+    case masking::StatementKind::Transaction:
+      // COMMIT (also END, and COMMIT of a failed transaction: tag ROLLBACK), ROLLBACK (also
+      // ROLLBACK TO SAVEPOINT, which drops only the portals opened since: forgetting all of them
+      // only makes later uses unattributed), PREPARE TRANSACTION. BEGIN, SAVEPOINT and RELEASE
+      // close nothing.
+      if (tag == "COMMIT" || tag == "ROLLBACK" || tag == "PREPARE TRANSACTION") {
+        confirmedPortals_.clear();
+        cursors_.clear();
+      }
+      // A rollback also undoes a SET search_path made since: the path is unknown again.
+      if (tag == "ROLLBACK") setSearchPath({});
+      break;
+    default:
+      if (changesPortals(s)) {
+        // CALL and DO (a procedure may commit), DISCARD, statements pgveil does not model.
+        confirmedPortals_.clear();
+        cursors_.clear();
+      }
+      break;
   }
 }
 
@@ -1409,7 +1532,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
         current_ = &simpleCount_;
         endOfResult();
         completeResult(m, out);
-        if (m.type == msg::kCommandComplete && front->refusal.empty()) afterStatement(front->analysis, stmt);
+        if (m.type == msg::kCommandComplete && front->refusal.empty()) afterStatement(front->analysis, stmt, m.payload);
         ++simpleIndex_;
         simplePlanned_ = false;
         simplePlan_.clear();
@@ -1459,6 +1582,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
       if (e.analysis) {
         confirmedStatements_[e.name] = {e.analysis, e.analysis->statements.empty() ? nullptr : &e.analysis->statements[0]};
       }
+      if (!e.name.empty()) sqlPrepared_.erase(e.name);
       expects_.pop_front();
       out.ref(m.bytes);
       return true;
@@ -1470,6 +1594,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
         // Inside a transaction the unnamed portal bound before is gone now, also for a rollback.
         if (expects_.front().name.empty() && confirmed != expects_.front().portalState) keepAsSpare(confirmed);
         confirmed = expects_.front().portalState;
+        if (!expects_.front().name.empty()) cursors_.erase(expects_.front().name);
       }
       expects_.pop_front();
       out.ref(m.bytes);
@@ -1496,11 +1621,12 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
           // alone (unattributed ones masked).
           const auto* confirmed = confirmedPortals_.find(front->portal);
           if (!confirmed || *confirmed != front->portalState) {
+            if (portal.analysis) portal.unverified = std::move(portal.analysis);
             portal.analysis.reset();
             portal.statement = nullptr;  // the row counts stay: per-query limits are not reset
           }
         }
-        if (m.type == msg::kRowDescription) planFromRowDescription(m.payload, portal.statement, portal.plan);
+        if (m.type == msg::kRowDescription) planFromRowDescription(m.payload, effective(portal.statement), portal.plan);
         else portal.plan.clear();  // NoData
         portal.planned = true;
       }
@@ -1520,7 +1646,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
         fatalMessage_ = "pgveil: rows of a portal without a row description";
         return false;
       }
-      if (current_ != &portal->count) beginResult(&portal->count, portal->analysis, portal->statement);
+      if (current_ != &portal->count) beginResult(&portal->count, portal->analysis, effective(portal->statement));
       return forwardDataRow(m, portal->plan, out);
     }
     case msg::kCopyOutResponse:
@@ -1530,7 +1656,7 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
     case msg::kCopyInResponse: {
       const masking::StatementAnalysis* stmt = nullptr;
       if (front->kind == Expect::Execute && front->portalState) {
-        stmt = front->portalState->statement;
+        stmt = effective(front->portalState->statement);
         if (current_ != &front->portalState->count) {
           beginResult(&front->portalState->count, front->portalState->analysis, stmt);
         }
@@ -1541,15 +1667,19 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
     case msg::kPortalSuspended:
     case msg::kEmptyQuery:
       copying_ = false;
-      if (front->kind == Expect::Execute && m.type == msg::kCommandComplete) {
-        const auto& p = front->portalState;
-        afterStatement(p ? p->analysis : nullptr,
-                       p && p->analysis && !p->analysis->statements.empty() ? &p->analysis->statements[0] : nullptr);
-      }
       if (front->kind == Expect::Execute) {
+        // What the statement did (PREPARE, DECLARE, CLOSE, COMMIT, ...) takes effect after its
+        // result: held here, since the queue entry is popped below.
+        std::shared_ptr<const masking::Analysis> ran;
+        std::shared_ptr<const masking::Analysis> maybeRan;
+        if (m.type == msg::kCommandComplete && front->portalState) {
+          ran = front->portalState->analysis;
+          if (!ran) maybeRan = front->portalState->unverified;
+        }
         if (front->portalState && m.type != msg::kPortalSuspended) {
           if (current_ != &front->portalState->count) {
-            beginResult(&front->portalState->count, front->portalState->analysis, front->portalState->statement);
+            beginResult(&front->portalState->count, front->portalState->analysis,
+                        effective(front->portalState->statement));
           }
           endOfResult();
           completeResult(m, out);
@@ -1558,6 +1688,10 @@ bool MaskedFlow::handleServerMessage(const protocol::Message& m, OutBatch& out) 
         }
         current_ = &simpleCount_;
         expects_.pop_front();
+        // A portal without a statement is a cursor (DECLARE, or opened by a function): a query,
+        // which prepares, declares and sets nothing.
+        if (ran && !ran->statements.empty()) afterStatement(ran, &ran->statements[0], m.payload);
+        else if (maybeRan && !maybeRan->statements.empty()) forgetEffects(maybeRan->statements[0], m.payload);
         return true;
       }
       out.ref(m.bytes);

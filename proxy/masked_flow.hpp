@@ -98,7 +98,11 @@ class MaskedFlow {
     bool planned = false;
     masking::ResultPlan plan;
     ResultCount count;
-    std::uint64_t epoch = 0;  // clientEpoch_ when bound, or last verified
+    std::uint64_t epoch = 0;     // clientEpoch_ when bound, or last verified
+    std::string boundStatement;  // the prepared statement named in the Bind
+    // The statement it was bound to, when a verification found the server's portal may be
+    // another one: only what that statement could make pgveil forget is applied when it runs.
+    std::shared_ptr<const masking::Analysis> unverified;
     // As new, but the plan keeps its storage (a portal object is reused by the next Bind).
     // Every member must be reset here.
     void reset() {
@@ -109,6 +113,8 @@ class MaskedFlow {
       plan.clear();
       count = {};
       epoch = 0;
+      boundStatement.clear();
+      unverified.reset();
     }
   };
   struct Prepared {
@@ -170,7 +176,17 @@ class MaskedFlow {
   static bool changesPortals(const masking::StatementAnalysis* s);
   // A statement ran (CommandComplete): tracks what it prepared, declared or closed, and forgets
   // the confirmed portals it may have closed.
-  void afterStatement(const std::shared_ptr<const masking::Analysis>& a, const masking::StatementAnalysis* s);
+  void afterStatement(const std::shared_ptr<const masking::Analysis>& a, const masking::StatementAnalysis* s,
+                      std::string_view tag);
+  // A statement pgveil cannot attribute ran: forget what it may have prepared, declared, closed
+  // or set (later uses are masked as unattributed).
+  void forgetTracking();
+  // What `s` may have changed, forgotten rather than recorded (a statement that may or may not
+  // be the one that ran).
+  void forgetEffects(const masking::StatementAnalysis& s, std::string_view tag);
+  // Sets search_path tracking (empty: unknown) and the analysis cache's context for it.
+  void setSearchPath(std::vector<std::string> path);
+  static bool changesSearchPath(const masking::Analysis& a);
   bool expectFront(Expect kind);
   bool malformed(const char* what);
   const masking::StatementAnalysis* effective(const masking::StatementAnalysis* s) const;

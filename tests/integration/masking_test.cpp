@@ -450,6 +450,87 @@ TEST_F(MaskingTest, PipelinedExecuteOfAReplacedPortalIsNotAttributedToTheOldOne)
   EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
 }
 
+// Names the server shares between SQL and the protocol (prepared statements, portals and
+// cursors), statements resolved when they run rather than when sent, and what an unattributable
+// statement may have changed. Each case once gave a masked role the raw value of a view column.
+TEST_F(MaskingTest, PreparedStatementAndCursorNamesFollowTheServer) {
+  RawClient raw(relay_->port());
+  ASSERT_TRUE(raw.startupTrust("pgveil_trust", "clinic"));
+  auto parse = [](const std::string& name, const std::string& sql) {
+    return typed('P', name + '\0' + sql + '\0' + std::string(2, '\0'));
+  };
+  auto bind = [](const std::string& portal, const std::string& stmt) {
+    return typed('B', portal + '\0' + stmt + '\0' + std::string(6, '\0'));
+  };
+  auto execute = [](const std::string& portal) { return typed('E', portal + '\0' + std::string(4, '\0')); };
+  auto simple = [](const std::string& sql) { return typed('Q', sql + '\0'); };
+  const std::string sync = typed('S', "");
+  auto read = [&](int readyForQuery) {
+    std::vector<std::string> seen;
+    while (readyForQuery > 0) {
+      auto m = raw.readMessage();
+      if (!m) {
+        seen.push_back("<closed>");
+        break;
+      }
+      if (m->first == 'D') seen.push_back(m->second.substr(6, protocol::loadBe32(m->second.data() + 2)));
+      if (m->first == 'E') seen.push_back("E" + m->second.substr(m->second.find('C') + 1, 5));
+      if (m->first == 'Z') --readyForQuery;
+    }
+    return seen;
+  };
+  const std::string view = "SELECT contact FROM patient_contacts WHERE id = 1";
+  const std::string literal = "SELECT 'a' AS contact";
+  using V = std::vector<std::string>;
+  // 1. SQL DEALLOCATE and PREPARE replace a protocol-level statement of the same name.
+  raw.send(parse("foo", literal) + sync + simple("DEALLOCATE foo; PREPARE foo AS " + view) + bind("", "foo") +
+           execute("") + sync + simple("DEALLOCATE foo"));
+  EXPECT_EQ(read(4), V{"***"});
+  // 2. A SQL EXECUTE through the extended protocol is resolved when it runs: the PREPARE sent
+  // just before it has replaced the statement by then.
+  raw.send(simple("PREPARE foo AS " + literal));
+  EXPECT_EQ(read(1), V{});
+  raw.send(simple("DEALLOCATE foo; PREPARE foo AS " + view) + parse("", "EXECUTE foo") + bind("", "") + execute("") +
+           sync + simple("DEALLOCATE foo"));
+  EXPECT_EQ(read(3), V{"***"});
+  // 3. A re-Parse that fails (the name exists) leaves the statement a pipelined Bind uses as the
+  // server has it.
+  raw.send(parse("s", view) + sync);
+  EXPECT_EQ(read(1), V{});
+  raw.send(parse("s", literal) + sync + bind("", "s") + execute("") + sync);
+  EXPECT_EQ(read(2), (V{"E42P05", "***"}));
+  // 4. A cursor closed through the protocol and its name bound to another statement.
+  raw.send(simple("BEGIN; DECLARE c CURSOR FOR " + literal));
+  EXPECT_EQ(read(1), V{});
+  raw.send(typed('C', std::string("Pc") + '\0') + parse("q", view) + bind("c", "q") + sync + simple("FETCH ALL c") +
+           simple("COMMIT"));
+  EXPECT_EQ(read(3), V{"***"});
+  // 5. Statements whose portals pgveil can no longer vouch for (a ROLLBACK TO forgets the
+  // confirmed portals) still run: what they may have prepared is forgotten, not kept stale.
+  raw.send(simple("PREPARE foo AS " + literal) + simple("BEGIN"));
+  EXPECT_EQ(read(2), V{});
+  raw.send(parse("d", "DEALLOCATE foo") + parse("p", "PREPARE foo AS " + view) + bind("p1", "d") + bind("p2", "p") +
+           sync + simple("SAVEPOINT sp; ROLLBACK TO SAVEPOINT sp"));
+  EXPECT_EQ(read(2), V{});
+  raw.send(execute("p1") + execute("p2") + sync + simple("EXECUTE foo") + simple("COMMIT"));
+  EXPECT_EQ(read(3), V{"***"});
+  // 6. search_path as the server has it (crm.patients is not classified, public.patients is):
+  // a ROLLBACK undoes a SET made in its transaction ...
+  const std::string derived = "SELECT email || '' AS e FROM patients WHERE id = 1";
+  raw.send(simple("SET search_path = public") + simple("BEGIN; SET search_path = crm; ROLLBACK"));
+  EXPECT_EQ(read(2), V{});
+  raw.send(simple(derived));
+  EXPECT_EQ(read(1), V{"E42501"});
+  // ... and a SET earlier in the same string applies to the statements after it.
+  raw.send(simple("SET search_path = crm"));
+  EXPECT_EQ(read(1), V{});
+  raw.send(simple("SET search_path = public; " + derived));
+  EXPECT_EQ(read(1), V{"E42501"});
+  raw.send(simple("RESET search_path"));
+  EXPECT_EQ(read(1), V{});
+  EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
+}
+
 TEST_F(MaskingTest, FailedPrepareDoesNotLeaveStaleLineage) {
   auto c = connect(via("support"));
   // The PREPARE never runs (the division fails first): pgveil must not remember it.
