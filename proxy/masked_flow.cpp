@@ -181,20 +181,11 @@ void MaskedFlow::trackStatement(const std::shared_ptr<const masking::Analysis>& 
     switch (s.kind) {
       // SQL and protocol-level prepared statements share one namespace on the server.
       case masking::StatementKind::Prepare:
+        forgetPrepared(s.name);
         sqlPrepared_[s.name] = {a, s.inner ? s.inner.get() : &s};
-        statements_.erase(s.name);
-        confirmedStatements_.erase(s.name);
         break;
       case masking::StatementKind::Deallocate:
-        if (s.name.empty()) {
-          sqlPrepared_.clear();
-          statements_.clear();
-          confirmedStatements_.clear();
-        } else {
-          sqlPrepared_.erase(s.name);
-          statements_.erase(s.name);
-          confirmedStatements_.erase(s.name);
-        }
+        forgetPrepared(s.name);
         break;
       case masking::StatementKind::DeclareCursor:
         cursors_[s.name] = {a, s.inner ? s.inner.get() : &s};
@@ -258,19 +249,24 @@ void MaskedFlow::setSearchPath(std::vector<std::string> path) {
   contextKey_ = masking::AnalysisCache::contextKey(catalog_->generation(), searchPathKey_);
 }
 
+// SQL and protocol-level prepared statements share one namespace on the server. Empty: all.
+void MaskedFlow::forgetPrepared(const std::string& name) {
+  if (name.empty()) {
+    sqlPrepared_.clear();
+    statements_.clear();
+    confirmedStatements_.clear();
+  } else {
+    sqlPrepared_.erase(name);
+    statements_.erase(name);
+    confirmedStatements_.erase(name);
+  }
+}
+
 void MaskedFlow::forgetEffects(const masking::StatementAnalysis& s, std::string_view tag) {
   switch (s.kind) {
     case masking::StatementKind::Prepare:
     case masking::StatementKind::Deallocate:
-      if (s.name.empty()) {
-        sqlPrepared_.clear();
-        statements_.clear();
-        confirmedStatements_.clear();
-      } else {
-        sqlPrepared_.erase(s.name);
-        statements_.erase(s.name);
-        confirmedStatements_.erase(s.name);
-      }
+      forgetPrepared(s.name);
       break;
     case masking::StatementKind::DeclareCursor:
     case masking::StatementKind::ClosePortal:

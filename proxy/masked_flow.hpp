@@ -184,6 +184,7 @@ class MaskedFlow {
   // What `s` may have changed, forgotten rather than recorded (a statement that may or may not
   // be the one that ran).
   void forgetEffects(const masking::StatementAnalysis& s, std::string_view tag);
+  void forgetPrepared(const std::string& name);
   // Sets search_path tracking (empty: unknown) and the analysis cache's context for it.
   void setSearchPath(std::vector<std::string> path);
   static bool changesSearchPath(const masking::Analysis& a);

@@ -297,94 +297,25 @@ TEST_F(MaskingTest, ReusedUnnamedPortalStartsClean) {
   EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
 }
 
-// A client pipelining past a Sync: what it prepared and bound after that Sync survives the end of
-// the transaction before it (ReadyForQuery 'I') and that transaction's failure (ErrorResponse).
-// Lost, the statement's lineage would be gone and its literal column masked as unattributed.
-TEST_F(MaskingTest, PipelinedStatementsAndPortalsOutliveTheTransactionBefore) {
-  RawClient raw(relay_->port());
-  ASSERT_TRUE(raw.startupTrust("pgveil_trust", "clinic"));
-  auto parse = [](const std::string& name, const std::string& sql) {
+// Raw protocol for the pipelining tests: messages, and a reader that returns, up to and
+// including the n-th ReadyForQuery, each DataRow's first value, "E" + each error's SQLSTATE and
+// "suspended" for PortalSuspended.
+struct Wire {
+  static std::string parse(const std::string& name, const std::string& sql) {
     return typed('P', name + '\0' + sql + '\0' + std::string(2, '\0'));
-  };
-  auto bind = [](const std::string& portal, const std::string& stmt) {
+  }
+  static std::string bind(const std::string& portal, const std::string& stmt) {
     return typed('B', portal + '\0' + stmt + '\0' + std::string(6, '\0'));
-  };
-  auto execute = [](const std::string& portal) { return typed('E', portal + '\0' + std::string(4, '\0')); };
-  auto closePortal = [](const std::string& portal) { return typed('C', "P" + portal + '\0'); };
-  const std::string sync = typed('S', "");
-  // Reads up to and including the n-th ReadyForQuery: the DataRows' first values and the
-  // ErrorResponses' SQLSTATEs.
-  auto read = [&](int readyForQuery) {
-    std::vector<std::string> seen;
-    while (readyForQuery > 0) {
-      auto m = raw.readMessage();
-      if (!m) {
-        seen.push_back("<closed>");
-        break;
-      }
-      if (m->first == 'D') seen.push_back(m->second.substr(6, protocol::loadBe32(m->second.data() + 2)));
-      if (m->first == 'E') seen.push_back("E" + m->second.substr(m->second.find('C') + 1, 5));
-      if (m->first == 'Z') --readyForQuery;
-    }
-    return seen;
-  };
-  // 1. The transaction before ends normally; a named statement and portal were bound after its Sync.
-  raw.send(parse("", "SELECT 'a' AS email") + bind("", "") + execute("") + sync + parse("s1", "SELECT 'x' AS email") +
-           bind("p1", "s1"));
-  EXPECT_EQ(read(1), std::vector<std::string>{"a"});
-  raw.send(execute("p1") + sync);
-  EXPECT_EQ(read(1), std::vector<std::string>{"x"});
-  // 2. The transaction before fails: the server skips only to its own Sync.
-  raw.send(parse("", "SELECT 1 / 0 AS email") + bind("", "") + execute("") + sync + parse("s2", "SELECT 'y' AS email") +
-           bind("p2", "s2"));
-  EXPECT_EQ(read(1), std::vector<std::string>{"E22012"});
-  raw.send(execute("p2") + sync);
-  EXPECT_EQ(read(1), std::vector<std::string>{"y"});
-  // 3. A statement parsed after a failing transaction's Sync, bound once both are answered.
-  raw.send(parse("", "SELECT 1 / 0") + bind("", "") + execute("") + sync + parse("s3", "SELECT 'z' AS email") + sync);
-  EXPECT_EQ(read(2), std::vector<std::string>{"E22012"});
-  raw.send(bind("", "s3") + execute("") + sync);
-  EXPECT_EQ(read(1), std::vector<std::string>{"z"});
-  // 4. A portal closed after the Sync stays closed: a cursor declared under its name later is
-  // not attributed to the statement it was bound to.
-  auto simple = [](const std::string& sql) { return typed('Q', sql + '\0'); };
-  raw.send(parse("", "SELECT 1 / 0") + bind("", "") + execute("") + sync + bind("p4", "s3") + closePortal("p4"));
-  EXPECT_EQ(read(1), std::vector<std::string>{"E22012"});
-  raw.send(simple("BEGIN; DECLARE p4 CURSOR FOR SELECT email FROM patients WHERE id = 1"));
-  EXPECT_EQ(read(1), std::vector<std::string>{});
-  raw.send(execute("p4") + sync);
-  EXPECT_EQ(read(1), std::vector<std::string>{"***"});
-  raw.send(simple("COMMIT"));
-  EXPECT_EQ(read(1), std::vector<std::string>{});
-  // And the classified column still comes back masked through all of it.
-  raw.send(parse("s5", "SELECT email FROM patients WHERE id = 1") + sync + bind("p5", "s5"));
-  EXPECT_EQ(read(1), std::vector<std::string>{});
-  raw.send(execute("p5") + sync);
-  EXPECT_EQ(read(1), std::vector<std::string>{"***"});
-  EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
-}
-
-// A portal name can denote another portal by the time the server runs a pipelined Execute: the
-// transaction that bound it ended, or a CLOSE and a DECLARE replaced it. pgveil must not
-// attribute the new portal's rows to the old portal's statement (here a literal, which is
-// never masked), and must keep attributing a portal that did survive (a cursor-style fetch).
-TEST_F(MaskingTest, PipelinedExecuteOfAReplacedPortalIsNotAttributedToTheOldOne) {
-  RawClient raw(relay_->port());
-  ASSERT_TRUE(raw.startupTrust("pgveil_trust", "clinic"));
-  auto parse = [](const std::string& name, const std::string& sql) {
-    return typed('P', name + '\0' + sql + '\0' + std::string(2, '\0'));
-  };
-  auto bind = [](const std::string& portal, const std::string& stmt) {
-    return typed('B', portal + '\0' + stmt + '\0' + std::string(6, '\0'));
-  };
-  auto execute = [](const std::string& portal, int maxRows = 0) {
+  }
+  static std::string execute(const std::string& portal, int maxRows = 0) {
     std::string limit(4, '\0');
-    limit[3] = static_cast<char>(maxRows);
+    protocol::storeBe32(limit.data(), static_cast<std::uint32_t>(maxRows));
     return typed('E', portal + '\0' + limit);
-  };
-  auto simple = [](const std::string& sql) { return typed('Q', sql + '\0'); };
-  const std::string sync = typed('S', "");
-  auto read = [&](int readyForQuery) {
+  }
+  static std::string closePortal(const std::string& portal) { return typed('C', "P" + portal + '\0'); }
+  static std::string simple(const std::string& sql) { return typed('Q', sql + '\0'); }
+  static std::string sync() { return typed('S', ""); }
+  static std::vector<std::string> read(RawClient& raw, int readyForQuery) {
     std::vector<std::string> seen;
     while (readyForQuery > 0) {
       auto m = raw.readMessage();
@@ -398,55 +329,111 @@ TEST_F(MaskingTest, PipelinedExecuteOfAReplacedPortalIsNotAttributedToTheOldOne)
       if (m->first == 'Z') --readyForQuery;
     }
     return seen;
-  };
-  const std::string literal = parse("lit", "SELECT 'a' AS email");
+  }
+};
+
+// A client pipelining past a Sync: what it prepared and bound after that Sync survives the end of
+// the transaction before it (ReadyForQuery 'I') and that transaction's failure (ErrorResponse).
+// Lost, the statement's lineage would be gone and its literal column masked as unattributed.
+TEST_F(MaskingTest, PipelinedStatementsAndPortalsOutliveTheTransactionBefore) {
+  using W = Wire;
+  RawClient raw(relay_->port());
+  ASSERT_TRUE(raw.startupTrust("pgveil_trust", "clinic"));
+  // 1. The transaction before ends normally; a named statement and portal were bound after its Sync.
+  raw.send(W::parse("", "SELECT 'a' AS email") + W::bind("", "") + W::execute("") + W::sync() +
+           W::parse("s1", "SELECT 'x' AS email") + W::bind("p1", "s1"));
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{"a"});
+  raw.send(W::execute("p1") + W::sync());
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{"x"});
+  // 2. The transaction before fails: the server skips only to its own Sync.
+  raw.send(W::parse("", "SELECT 1 / 0 AS email") + W::bind("", "") + W::execute("") + W::sync() +
+           W::parse("s2", "SELECT 'y' AS email") + W::bind("p2", "s2"));
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{"E22012"});
+  raw.send(W::execute("p2") + W::sync());
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{"y"});
+  // 3. A statement parsed after a failing transaction's Sync, bound once both are answered.
+  raw.send(W::parse("", "SELECT 1 / 0") + W::bind("", "") + W::execute("") + W::sync() +
+           W::parse("s3", "SELECT 'z' AS email") + W::sync());
+  EXPECT_EQ(W::read(raw, 2), std::vector<std::string>{"E22012"});
+  raw.send(W::bind("", "s3") + W::execute("") + W::sync());
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{"z"});
+  // 4. A portal closed after the Sync stays closed: a cursor declared under its name later is
+  // not attributed to the statement it was bound to.
+  raw.send(W::parse("", "SELECT 1 / 0") + W::bind("", "") + W::execute("") + W::sync() + W::bind("p4", "s3") +
+           W::closePortal("p4"));
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{"E22012"});
+  raw.send(W::simple("BEGIN; DECLARE p4 CURSOR FOR SELECT email FROM patients WHERE id = 1"));
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{});
+  raw.send(W::execute("p4") + W::sync());
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{"***"});
+  raw.send(W::simple("COMMIT"));
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{});
+  // And the classified column still comes back masked through all of it.
+  raw.send(W::parse("s5", "SELECT email FROM patients WHERE id = 1") + W::sync() + W::bind("p5", "s5"));
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{});
+  raw.send(W::execute("p5") + W::sync());
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{"***"});
+  EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
+}
+
+// A portal name can denote another portal by the time the server runs a pipelined Execute: the
+// transaction that bound it ended, or a CLOSE and a DECLARE replaced it. pgveil must not
+// attribute the new portal's rows to the old portal's statement (here a literal, which is
+// never masked), and must keep attributing a portal that did survive (a cursor-style fetch).
+TEST_F(MaskingTest, PipelinedExecuteOfAReplacedPortalIsNotAttributedToTheOldOne) {
+  using W = Wire;
+  RawClient raw(relay_->port());
+  ASSERT_TRUE(raw.startupTrust("pgveil_trust", "clinic"));
+  const std::string literal = W::parse("lit", "SELECT 'a' AS email");
   // A view's column: the server reports no table column for it, so its masking rests on the
   // statement's lineage alone (a table's column would be masked through its table OID anyway).
   const std::string cursor = "DECLARE x CURSOR FOR SELECT contact FROM patient_contacts WHERE id = 1";
   // 1. Across a Sync that ends the transaction, then a DECLARE of the same name.
-  raw.send(literal + bind("x", "lit") + execute("x") + sync + simple("BEGIN; " + cursor) + execute("x") + sync +
-           simple("COMMIT"));
-  EXPECT_EQ(read(4), (std::vector<std::string>{"a", "***"}));
+  raw.send(literal + W::bind("x", "lit") + W::execute("x") + W::sync() + W::simple("BEGIN; " + cursor) +
+           W::execute("x") + W::sync() + W::simple("COMMIT"));
+  EXPECT_EQ(W::read(raw, 4), (std::vector<std::string>{"a", "***"}));
   // 2. Within one transaction: SQL CLOSE and DECLARE through the extended protocol.
-  raw.send(simple("BEGIN"));
-  EXPECT_EQ(read(1), std::vector<std::string>{});
-  raw.send(bind("x", "lit") + execute("x") + parse("", "CLOSE x") + bind("", "") + execute("") + parse("", cursor) +
-           bind("", "") + execute("") + execute("x") + sync + simple("COMMIT"));
-  EXPECT_EQ(read(2), (std::vector<std::string>{"a", "***"}));
+  raw.send(W::simple("BEGIN"));
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{});
+  raw.send(W::bind("x", "lit") + W::execute("x") + W::parse("", "CLOSE x") + W::bind("", "") + W::execute("") +
+           W::parse("", cursor) + W::bind("", "") + W::execute("") + W::execute("x") + W::sync() + W::simple("COMMIT"));
+  EXPECT_EQ(W::read(raw, 2), (std::vector<std::string>{"a", "***"}));
   // 3. COMMIT and BEGIN executed through the extended protocol, then a DECLARE.
-  raw.send(simple("BEGIN"));
-  EXPECT_EQ(read(1), std::vector<std::string>{});
-  raw.send(bind("x", "lit") + execute("x") + parse("", "COMMIT") + bind("", "") + execute("") + parse("", "BEGIN") +
-           bind("", "") + execute("") + parse("", cursor) + bind("", "") + execute("") + execute("x") + sync +
-           simple("COMMIT"));
-  EXPECT_EQ(read(2), (std::vector<std::string>{"a", "***"}));
+  raw.send(W::simple("BEGIN"));
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{});
+  raw.send(W::bind("x", "lit") + W::execute("x") + W::parse("", "COMMIT") + W::bind("", "") + W::execute("") +
+           W::parse("", "BEGIN") + W::bind("", "") + W::execute("") + W::parse("", cursor) + W::bind("", "") +
+           W::execute("") + W::execute("x") + W::sync() + W::simple("COMMIT"));
+  EXPECT_EQ(W::read(raw, 2), (std::vector<std::string>{"a", "***"}));
   // 3b. The CLOSE parsed before the portal is bound, run after.
-  raw.send(simple("BEGIN"));
-  EXPECT_EQ(read(1), std::vector<std::string>{});
-  raw.send(parse("", "CLOSE x") + bind("x", "lit") + execute("x") + bind("", "") + execute("") + parse("", cursor) +
-           bind("", "") + execute("") + execute("x") + sync + simple("COMMIT"));
-  EXPECT_EQ(read(2), (std::vector<std::string>{"a", "***"}));
+  raw.send(W::simple("BEGIN"));
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{});
+  raw.send(W::parse("", "CLOSE x") + W::bind("x", "lit") + W::execute("x") + W::bind("", "") + W::execute("") +
+           W::parse("", cursor) + W::bind("", "") + W::execute("") + W::execute("x") + W::sync() + W::simple("COMMIT"));
+  EXPECT_EQ(W::read(raw, 2), (std::vector<std::string>{"a", "***"}));
   // 3c. A statement parsed but never run does not change what pgveil tracks: the PREPARE that
   // ran stays the one EXECUTE uses, the DECLARE that ran stays the one FETCH uses.
-  raw.send(simple("PREPARE v AS SELECT contact FROM patient_contacts WHERE id = 1"));
-  EXPECT_EQ(read(1), std::vector<std::string>{});
-  raw.send(parse("", "PREPARE v AS SELECT 'a' AS contact") + sync + simple("EXECUTE v") + simple("DEALLOCATE v"));
-  EXPECT_EQ(read(3), std::vector<std::string>{"***"});
-  raw.send(simple("BEGIN; " + cursor));
-  EXPECT_EQ(read(1), std::vector<std::string>{});
-  raw.send(parse("", "DECLARE x CURSOR FOR SELECT 'a' AS contact") + sync + simple("FETCH ALL x") + simple("COMMIT"));
-  EXPECT_EQ(read(3), std::vector<std::string>{"***"});
+  raw.send(W::simple("PREPARE v AS SELECT contact FROM patient_contacts WHERE id = 1"));
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{});
+  raw.send(W::parse("", "PREPARE v AS SELECT 'a' AS contact") + W::sync() + W::simple("EXECUTE v") +
+           W::simple("DEALLOCATE v"));
+  EXPECT_EQ(W::read(raw, 3), std::vector<std::string>{"***"});
+  raw.send(W::simple("BEGIN; " + cursor));
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{});
+  raw.send(W::parse("", "DECLARE x CURSOR FOR SELECT 'a' AS contact") + W::sync() + W::simple("FETCH ALL x") +
+           W::simple("COMMIT"));
+  EXPECT_EQ(W::read(raw, 3), std::vector<std::string>{"***"});
   // 4. A portal that survives (fetched in pieces across Syncs inside a transaction) keeps its
   // statement: the literal stays unmasked.
-  raw.send(simple("BEGIN"));
-  EXPECT_EQ(read(1), std::vector<std::string>{});
-  raw.send(parse("three", "SELECT 'b' AS email FROM generate_series(1, 3)") + bind("y", "three") + execute("y", 2) +
-           sync);
-  EXPECT_EQ(read(1), (std::vector<std::string>{"b", "b", "suspended"}));
-  raw.send(execute("y") + sync);
-  EXPECT_EQ(read(1), std::vector<std::string>{"b"});
-  raw.send(simple("COMMIT"));
-  EXPECT_EQ(read(1), std::vector<std::string>{});
+  raw.send(W::simple("BEGIN"));
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{});
+  raw.send(W::parse("three", "SELECT 'b' AS email FROM generate_series(1, 3)") + W::bind("y", "three") +
+           W::execute("y", 2) + W::sync());
+  EXPECT_EQ(W::read(raw, 1), (std::vector<std::string>{"b", "b", "suspended"}));
+  raw.send(W::execute("y") + W::sync());
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{"b"});
+  raw.send(W::simple("COMMIT"));
+  EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{});
   EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
 }
 
@@ -454,80 +441,58 @@ TEST_F(MaskingTest, PipelinedExecuteOfAReplacedPortalIsNotAttributedToTheOldOne)
 // cursors), statements resolved when they run rather than when sent, and what an unattributable
 // statement may have changed. Each case once gave a masked role the raw value of a view column.
 TEST_F(MaskingTest, PreparedStatementAndCursorNamesFollowTheServer) {
+  using W = Wire;
   RawClient raw(relay_->port());
   ASSERT_TRUE(raw.startupTrust("pgveil_trust", "clinic"));
-  auto parse = [](const std::string& name, const std::string& sql) {
-    return typed('P', name + '\0' + sql + '\0' + std::string(2, '\0'));
-  };
-  auto bind = [](const std::string& portal, const std::string& stmt) {
-    return typed('B', portal + '\0' + stmt + '\0' + std::string(6, '\0'));
-  };
-  auto execute = [](const std::string& portal) { return typed('E', portal + '\0' + std::string(4, '\0')); };
-  auto simple = [](const std::string& sql) { return typed('Q', sql + '\0'); };
-  const std::string sync = typed('S', "");
-  auto read = [&](int readyForQuery) {
-    std::vector<std::string> seen;
-    while (readyForQuery > 0) {
-      auto m = raw.readMessage();
-      if (!m) {
-        seen.push_back("<closed>");
-        break;
-      }
-      if (m->first == 'D') seen.push_back(m->second.substr(6, protocol::loadBe32(m->second.data() + 2)));
-      if (m->first == 'E') seen.push_back("E" + m->second.substr(m->second.find('C') + 1, 5));
-      if (m->first == 'Z') --readyForQuery;
-    }
-    return seen;
-  };
   const std::string view = "SELECT contact FROM patient_contacts WHERE id = 1";
   const std::string literal = "SELECT 'a' AS contact";
   using V = std::vector<std::string>;
   // 1. SQL DEALLOCATE and PREPARE replace a protocol-level statement of the same name.
-  raw.send(parse("foo", literal) + sync + simple("DEALLOCATE foo; PREPARE foo AS " + view) + bind("", "foo") +
-           execute("") + sync + simple("DEALLOCATE foo"));
-  EXPECT_EQ(read(4), V{"***"});
+  raw.send(W::parse("foo", literal) + W::sync() + W::simple("DEALLOCATE foo; PREPARE foo AS " + view) +
+           W::bind("", "foo") + W::execute("") + W::sync() + W::simple("DEALLOCATE foo"));
+  EXPECT_EQ(W::read(raw, 4), V{"***"});
   // 2. A SQL EXECUTE through the extended protocol is resolved when it runs: the PREPARE sent
   // just before it has replaced the statement by then.
-  raw.send(simple("PREPARE foo AS " + literal));
-  EXPECT_EQ(read(1), V{});
-  raw.send(simple("DEALLOCATE foo; PREPARE foo AS " + view) + parse("", "EXECUTE foo") + bind("", "") + execute("") +
-           sync + simple("DEALLOCATE foo"));
-  EXPECT_EQ(read(3), V{"***"});
+  raw.send(W::simple("PREPARE foo AS " + literal));
+  EXPECT_EQ(W::read(raw, 1), V{});
+  raw.send(W::simple("DEALLOCATE foo; PREPARE foo AS " + view) + W::parse("", "EXECUTE foo") + W::bind("", "") +
+           W::execute("") + W::sync() + W::simple("DEALLOCATE foo"));
+  EXPECT_EQ(W::read(raw, 3), V{"***"});
   // 3. A re-Parse that fails (the name exists) leaves the statement a pipelined Bind uses as the
   // server has it.
-  raw.send(parse("s", view) + sync);
-  EXPECT_EQ(read(1), V{});
-  raw.send(parse("s", literal) + sync + bind("", "s") + execute("") + sync);
-  EXPECT_EQ(read(2), (V{"E42P05", "***"}));
+  raw.send(W::parse("s", view) + W::sync());
+  EXPECT_EQ(W::read(raw, 1), V{});
+  raw.send(W::parse("s", literal) + W::sync() + W::bind("", "s") + W::execute("") + W::sync());
+  EXPECT_EQ(W::read(raw, 2), (V{"E42P05", "***"}));
   // 4. A cursor closed through the protocol and its name bound to another statement.
-  raw.send(simple("BEGIN; DECLARE c CURSOR FOR " + literal));
-  EXPECT_EQ(read(1), V{});
-  raw.send(typed('C', std::string("Pc") + '\0') + parse("q", view) + bind("c", "q") + sync + simple("FETCH ALL c") +
-           simple("COMMIT"));
-  EXPECT_EQ(read(3), V{"***"});
+  raw.send(W::simple("BEGIN; DECLARE c CURSOR FOR " + literal));
+  EXPECT_EQ(W::read(raw, 1), V{});
+  raw.send(typed('C', std::string("Pc") + '\0') + W::parse("q", view) + W::bind("c", "q") + W::sync() +
+           W::simple("FETCH ALL c") + W::simple("COMMIT"));
+  EXPECT_EQ(W::read(raw, 3), V{"***"});
   // 5. Statements whose portals pgveil can no longer vouch for (a ROLLBACK TO forgets the
   // confirmed portals) still run: what they may have prepared is forgotten, not kept stale.
-  raw.send(simple("PREPARE foo AS " + literal) + simple("BEGIN"));
-  EXPECT_EQ(read(2), V{});
-  raw.send(parse("d", "DEALLOCATE foo") + parse("p", "PREPARE foo AS " + view) + bind("p1", "d") + bind("p2", "p") +
-           sync + simple("SAVEPOINT sp; ROLLBACK TO SAVEPOINT sp"));
-  EXPECT_EQ(read(2), V{});
-  raw.send(execute("p1") + execute("p2") + sync + simple("EXECUTE foo") + simple("COMMIT"));
-  EXPECT_EQ(read(3), V{"***"});
+  raw.send(W::simple("PREPARE foo AS " + literal) + W::simple("BEGIN"));
+  EXPECT_EQ(W::read(raw, 2), V{});
+  raw.send(W::parse("d", "DEALLOCATE foo") + W::parse("p", "PREPARE foo AS " + view) + W::bind("p1", "d") +
+           W::bind("p2", "p") + W::sync() + W::simple("SAVEPOINT sp; ROLLBACK TO SAVEPOINT sp"));
+  EXPECT_EQ(W::read(raw, 2), V{});
+  raw.send(W::execute("p1") + W::execute("p2") + W::sync() + W::simple("EXECUTE foo") + W::simple("COMMIT"));
+  EXPECT_EQ(W::read(raw, 3), V{"***"});
   // 6. search_path as the server has it (crm.patients is not classified, public.patients is):
   // a ROLLBACK undoes a SET made in its transaction ...
   const std::string derived = "SELECT email || '' AS e FROM patients WHERE id = 1";
-  raw.send(simple("SET search_path = public") + simple("BEGIN; SET search_path = crm; ROLLBACK"));
-  EXPECT_EQ(read(2), V{});
-  raw.send(simple(derived));
-  EXPECT_EQ(read(1), V{"E42501"});
+  raw.send(W::simple("SET search_path = public") + W::simple("BEGIN; SET search_path = crm; ROLLBACK"));
+  EXPECT_EQ(W::read(raw, 2), V{});
+  raw.send(W::simple(derived));
+  EXPECT_EQ(W::read(raw, 1), V{"E42501"});
   // ... and a SET earlier in the same string applies to the statements after it.
-  raw.send(simple("SET search_path = crm"));
-  EXPECT_EQ(read(1), V{});
-  raw.send(simple("SET search_path = public; " + derived));
-  EXPECT_EQ(read(1), V{"E42501"});
-  raw.send(simple("RESET search_path"));
-  EXPECT_EQ(read(1), V{});
+  raw.send(W::simple("SET search_path = crm"));
+  EXPECT_EQ(W::read(raw, 1), V{});
+  raw.send(W::simple("SET search_path = public; " + derived));
+  EXPECT_EQ(W::read(raw, 1), V{"E42501"});
+  raw.send(W::simple("RESET search_path"));
+  EXPECT_EQ(W::read(raw, 1), V{});
   EXPECT_TRUE(firstRawValueIn(relay_->captured()).empty()) << firstRawValueIn(relay_->captured());
 }
 
