@@ -220,7 +220,7 @@ asio::awaitable<void> Server::Impl::signals() {
 
 int Server::run() {
   auto& cfg = *impl_->shared.config;
-  // Sized from the affinity mask, not the machine: a container limited to 2 of 64 CPUs gets 2.
+  // Sized from the affinity mask, not the machine: a cpuset of 2 of 64 CPUs gives 2 workers.
   const auto cpus = allowedCpus();
   unsigned n = cfg.workers ? cfg.workers
                            : (cpus.empty() ? std::max(1u, std::thread::hardware_concurrency())
@@ -280,7 +280,8 @@ int Server::run() {
   for (unsigned i = 0; pin && i < n; ++i) pinnedTo.push_back(cpus[i]);
   std::string placement = " unpinned";
   if (pin) placement = fmt::format(" on CPUs {}", fmt::join(pinnedTo, ","));
-  else if (cfg.pinWorkers && !cpus.empty()) placement = fmt::format(" unpinned: more workers than the {} CPUs", cpus.size());
+  else if (cfg.pinWorkers && !cpus.empty())
+    placement = fmt::format(" unpinned: more workers than the {} CPUs", cpus.size());
   spdlog::info("pgveil listening on {}:{} (upstream {}:{}, {} workers{}, client TLS {})", bound.address().to_string(),
                bound.port(), cfg.upstream.host, cfg.upstream.port, n, placement,
                cfg.tls.mode == config::ClientTls::Disable ? "off" : "on");
