@@ -362,7 +362,7 @@ TEST_F(MaskingTest, PipelinedStatementsAndPortalsOutliveTheTransactionBefore) {
   raw.send(W::parse("", "SELECT 1 / 0") + W::bind("", "") + W::execute("") + W::sync() + W::bind("p4", "s3") +
            W::closePortal("p4"));
   EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{"E22012"});
-  raw.send(W::simple("BEGIN; DECLARE p4 CURSOR FOR SELECT email FROM patients WHERE id = 1"));
+  raw.send(W::simple("BEGIN; DECLARE p4 CURSOR FOR SELECT contact FROM patient_contacts WHERE id = 1"));
   EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{});
   raw.send(W::execute("p4") + W::sync());
   EXPECT_EQ(W::read(raw, 1), std::vector<std::string>{"***"});
