@@ -11,10 +11,11 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <algorithm>
 #include <chrono>
-#include <deque>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "protocol/bytes.hpp"
@@ -27,6 +28,7 @@
 #include "proxy/logging.hpp"
 #include "proxy/masked_flow.hpp"
 #include "proxy/out_batch.hpp"
+#include "proxy/ring_queue.hpp"
 #include "proxy/stream.hpp"
 
 namespace pgveil::proxy {
@@ -228,8 +230,8 @@ class Session {
   asio::awaitable<bool> choosePolicy(const protocol::StartupPacket& sp);
   asio::awaitable<void> clientToServer();
   asio::awaitable<void> serverToClient();
-  asio::awaitable<std::pair<error_code, std::size_t>> readFrom(Stream& s, protocol::ReadBuffer& buf, std::size_t want,
-                                                              OutBatch& out);
+  asio::awaitable<std::tuple<error_code, std::size_t>> readFrom(Stream& s, protocol::ReadBuffer& buf, std::size_t want,
+                                                               OutBatch& out);
   void noteBuffers() {
     if (info_) info_->bufferBytes.store(clientIn_.heapBytes() + serverIn_.heapBytes(), std::memory_order_relaxed);
   }
@@ -287,7 +289,8 @@ class Session {
   std::optional<asio::steady_timer> cancelDone_;
   // When each Query/Sync/FunctionCall went upstream, for the latency histogram (one
   // ReadyForQuery answers each).
-  std::deque<std::pair<char, std::chrono::steady_clock::time_point>> pendingQueries_;
+  // A ring: nothing allocated before the first query (a deque takes 576 bytes at construction).
+  RingQueue<std::pair<char, std::chrono::steady_clock::time_point>> pendingQueries_;
   bool copyIn_ = false;  // the server is in COPY FROM STDIN: it ignores Sync
 };
 
@@ -861,7 +864,7 @@ bool Session::scanClient(OutBatch& out, bool& terminated) {
     if (data.size() >= h.total()) {
       if (h.type == msg::kQuery || (h.type == msg::kSync && !copyIn_) || h.type == msg::kFunctionCall) {
         if (pendingQueries_.size() >= 4096) pendingQueries_.pop_front();
-        pendingQueries_.emplace_back(h.type, std::chrono::steady_clock::now());
+        pendingQueries_.push_back({h.type, std::chrono::steady_clock::now()});
         if (info_) info_->state.store('A', std::memory_order_relaxed);
       } else if (h.type == msg::kCopyDone || h.type == msg::kCopyFail) {
         copyIn_ = false;
@@ -925,7 +928,9 @@ bool Session::scanServer(OutBatch& out) {
         // Syncs sent after the COPY's Execute are ignored by the server (no ReadyForQuery):
         // every Sync still waiting was sent after it (earlier batches are answered by now).
         copyIn_ = true;
-        std::erase_if(pendingQueries_, [](const auto& q) { return q.first == msg::kSync; });
+        pendingQueries_.erase(std::remove_if(pendingQueries_.begin(), pendingQueries_.end(),
+                                             [](const auto& q) { return q.first == msg::kSync; }),
+                              pendingQueries_.end());
       }
       if (flow_) {
         Message m{h.type, data.substr(protocol::kHeaderSize, h.payloadSize()), data.substr(0, h.total())};
@@ -997,6 +1002,7 @@ asio::awaitable<void> Session::clientToServer() {
       co_return;
     }
     auto [ec, n] = co_await readFrom(client_, clientIn_, clientWant_, out);
+    noteBuffers();
     if (ec) {
       setRelayReason(CloseReason::ClientClosed);
       if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
@@ -1014,20 +1020,18 @@ asio::awaitable<void> Session::clientToServer() {
 // The relay's read. When the peer has gone quiet (nothing buffered, the last read did not fill
 // the buffer), the heap buffer is given back and the read waits in the buffer's inline bytes:
 // an idle session holds no heap read buffers (about 24 KB otherwise). Small requests and
-// responses fit there, so request/response traffic allocates nothing. The read itself is an
-// ordinary one: Asio first tries it at once (a recv that finds nothing, about 240 ns), which
-// costs the same as the epoll_ctl of a readiness wait (async_wait) would.
-asio::awaitable<std::pair<error_code, std::size_t>> Session::readFrom(Stream& s, protocol::ReadBuffer& buf,
-                                                                     std::size_t want, OutBatch& out) {
+// responses fit there, so request/response traffic allocates nothing. Not a coroutine: the
+// awaited read is the stream's own (an idle session keeps no frame of this function), and the
+// caller calls noteBuffers() when it completes.
+asio::awaitable<std::tuple<error_code, std::size_t>> Session::readFrom(Stream& s, protocol::ReadBuffer& buf,
+                                                                      std::size_t want, OutBatch& out) {
   if (buf.quiet() && want == 0) {
     buf.release();
     out.trim();
     noteBuffers();
   }
   buf.compact(want);
-  auto r = co_await s.readSome(buf.writePtr(), buf.writable());
-  noteBuffers();
-  co_return r;
+  return s.readSome(buf.writePtr(), buf.writable());
 }
 
 asio::awaitable<void> Session::serverToClient() {
@@ -1060,6 +1064,7 @@ asio::awaitable<void> Session::serverToClient() {
       co_return;
     }
     auto [ec, n] = co_await readFrom(*server_, serverIn_, serverWant_, out);
+    noteBuffers();
     if (ec) {
       setRelayReason(CloseReason::ServerClosed);
       co_return;

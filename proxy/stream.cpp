@@ -121,14 +121,15 @@ asio::awaitable<error_code> Stream::tlsCall(Op op) {
   }
 }
 
-asio::awaitable<std::pair<error_code, std::size_t>> Stream::readSome(char* data, std::size_t size) {
-  if (ssl_) {
-    std::size_t n = 0;
-    auto ec = co_await tlsCall([&] { return SSL_read_ex(ssl_, data, size, &n); });
-    co_return std::pair{ec, n};
-  }
-  auto [ec, n] = co_await socket_.async_read_some(ShortReadBuffer{asio::buffer(data, size)}, kUse);
-  co_return std::pair{ec, n};
+asio::awaitable<std::tuple<error_code, std::size_t>> Stream::readSome(char* data, std::size_t size) {
+  if (ssl_) return readTls(data, size);
+  return socket_.async_read_some(ShortReadBuffer{asio::buffer(data, size)}, kUse);
+}
+
+asio::awaitable<std::tuple<error_code, std::size_t>> Stream::readTls(char* data, std::size_t size) {
+  std::size_t n = 0;
+  auto ec = co_await tlsCall([&] { return SSL_read_ex(ssl_, data, size, &n); });
+  co_return std::tuple{ec, n};
 }
 
 asio::awaitable<error_code> Stream::writeAll(std::span<const asio::const_buffer> buffers) {

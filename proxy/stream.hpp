@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -28,7 +29,8 @@ class Stream {
   Stream& operator=(Stream&&) = delete;
   ~Stream();
 
-  asio::awaitable<std::pair<error_code, std::size_t>> readSome(char* data, std::size_t size);
+  // Plain: Asio's read itself (no coroutine frame of its own while it waits); TLS: readTls.
+  asio::awaitable<std::tuple<error_code, std::size_t>> readSome(char* data, std::size_t size);
   asio::awaitable<error_code> writeAll(std::span<const asio::const_buffer> buffers);
   asio::awaitable<error_code> writeAll(std::string_view data);
 
@@ -50,6 +52,7 @@ class Stream {
   // failed call otherwise. `op` returns SSL_* style results (1 / <= 0).
   template <typename Op>
   asio::awaitable<error_code> tlsCall(Op op);
+  asio::awaitable<std::tuple<error_code, std::size_t>> readTls(char* data, std::size_t size);
 
   tcp::socket socket_;
   SSL* ssl_ = nullptr;
