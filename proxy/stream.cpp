@@ -6,65 +6,10 @@
 #include <openssl/x509v3.h>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/detail/reactive_socket_recv_op.hpp>
-#include <boost/version.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <cerrno>
-
-namespace pgveil::proxy {
-// The buffer of a plain-socket read (see the specialisation below): one mutable_buffer under a
-// type of its own.
-struct ShortReadBuffer {
-  asio::mutable_buffer buffer;
-  [[nodiscard]] const asio::mutable_buffer* begin() const { return &buffer; }
-  [[nodiscard]] const asio::mutable_buffer* end() const { return &buffer + 1; }
-};
-}  // namespace pgveil::proxy
-
-// Asio 1.81 (Boost 1.81) reads a socket speculatively before it waits for readiness, unless the
-// last read found the receive queue "exhausted", which it only concludes from end of file. A
-// read that returns less than it asked for has drained the queue too (TCP copies all it has up
-// to the size), and any byte arriving later raises a new edge-triggered epoll event, which sets
-// the speculative flag again. Saying so saves the read that would fail with EAGAIN after each
-// message: two receive calls per pgbench transaction. The operation is otherwise Asio's own
-// (same constructor, same non-blocking receive); it is specialised only for pgveil's buffer
-// type, so no other read in the process changes.
-static_assert(BOOST_VERSION / 100 == 1081, "ShortReadBuffer's recv operation mirrors Boost 1.81's; check it");
-namespace boost::asio::detail {
-template <>
-class reactive_socket_recv_op_base<pgveil::proxy::ShortReadBuffer> : public reactor_op {
- public:
-  reactive_socket_recv_op_base(const boost::system::error_code& success_ec, socket_type socket,
-                               socket_ops::state_type state, const pgveil::proxy::ShortReadBuffer& buffers,
-                               socket_base::message_flags flags, func_type complete_func)
-      : reactor_op(success_ec, &reactive_socket_recv_op_base::do_perform, complete_func),
-        socket_(socket),
-        state_(state),
-        buffers_(buffers),
-        flags_(flags) {}
-
-  static status do_perform(reactor_op* base) {
-    auto* o = static_cast<reactive_socket_recv_op_base*>(base);
-    if (!socket_ops::non_blocking_recv1(o->socket_, o->buffers_.buffer.data(), o->buffers_.buffer.size(), o->flags_,
-                                        (o->state_ & socket_ops::stream_oriented) != 0, o->ec_,
-                                        o->bytes_transferred_)) {
-      return not_done;
-    }
-    // Short (including end of file and errors): nothing more is queued until the next event.
-    return (o->state_ & socket_ops::stream_oriented) != 0 && o->bytes_transferred_ < o->buffers_.buffer.size()
-               ? done_and_exhausted
-               : done;
-  }
-
- private:
-  socket_type socket_;
-  socket_ops::state_type state_;
-  pgveil::proxy::ShortReadBuffer buffers_;
-  socket_base::message_flags flags_;
-};
-}  // namespace boost::asio::detail
 
 namespace pgveil::proxy {
 
@@ -123,7 +68,7 @@ asio::awaitable<error_code> Stream::tlsCall(Op op) {
 
 asio::awaitable<std::tuple<error_code, std::size_t>> Stream::readSome(char* data, std::size_t size) {
   if (ssl_) return readTls(data, size);
-  return socket_.async_read_some(ShortReadBuffer{asio::buffer(data, size)}, kUse);
+  return socket_.async_read_some(asio::buffer(data, size), kUse);
 }
 
 asio::awaitable<std::tuple<error_code, std::size_t>> Stream::readTls(char* data, std::size_t size) {
