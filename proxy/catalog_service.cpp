@@ -1,163 +1,62 @@
 #include "proxy/catalog_service.hpp"
 
-#include <libpq-fe.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <netdb.h>
+#include <map>
 #include <stdexcept>
+
+#include "proxy/pg_client.hpp"
+#include "proxy/tls.hpp"
 
 namespace pgveil::proxy {
 
 namespace {
 
-struct PgConnDeleter {
-  void operator()(PGconn* c) const { PQfinish(c); }
-};
-struct PgResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using Conn = std::unique_ptr<PGconn, PgConnDeleter>;
-using Result = std::unique_ptr<PGresult, PgResultDeleter>;
+using namespace boost::asio::experimental::awaitable_operators;
+using Rows = std::vector<PgClient::Row>;
 
-const char* sslmode(config::UpstreamTls t) {
-  switch (t) {
-    case config::UpstreamTls::Disable: return "disable";
-    case config::UpstreamTls::Prefer: return "prefer";
-    case config::UpstreamTls::Require: return "require";
-    case config::UpstreamTls::VerifyCa: return "verify-ca";
-    case config::UpstreamTls::VerifyFull: return "verify-full";
-  }
-  return "prefer";
+const std::string& text(const PgClient::Row& row, std::size_t i) {
+  static const std::string kEmpty;
+  if (i >= row.size()) throw std::runtime_error("catalog query failed: a row has too few columns");
+  return row[i] ? *row[i] : kEmpty;
 }
 
-// upstream.host's addresses, numeric and comma-separated, in the resolver's order (the sessions
-// try them in that order too).
-std::string numericAddresses(const std::string& host, std::uint16_t port, std::size_t& count) {
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res); rc != 0 || !res) {
-    throw std::runtime_error("catalog connection failed: cannot resolve " + host + ": " +
-                             (rc != 0 ? gai_strerror(rc) : "no address"));
-  }
-  std::string out;
-  count = 0;
-  for (const addrinfo* ai = res; ai; ai = ai->ai_next) {
-    char buf[NI_MAXHOST];
-    if (getnameinfo(ai->ai_addr, ai->ai_addrlen, buf, sizeof buf, nullptr, 0, NI_NUMERICHOST) != 0) continue;
-    if (!out.empty()) out += ',';
-    out += buf;
-    ++count;
-  }
-  freeaddrinfo(res);
-  if (count == 0) throw std::runtime_error("catalog connection failed: cannot resolve " + host);
-  return out;
+std::uint32_t oidAt(const PgClient::Row& row, std::size_t i) {
+  return static_cast<std::uint32_t>(std::stoul(text(row, i)));
 }
 
-Result query(PGconn* c, const char* sql) {
-  Result r(PQexecParams(c, sql, 0, nullptr, nullptr, nullptr, nullptr, 0));
-  if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
-    throw std::runtime_error(std::string("catalog query failed: ") + PQresultErrorMessage(r.get()));
-  }
-  return r;
-}
-
-}  // namespace
-
-std::shared_ptr<const masking::Catalog> loadCatalog(const config::Config& cfg, const std::string& database,
-                                                    std::uint64_t generation) {
-  const auto& up = cfg.upstream;
-  auto timeoutSeconds = std::max<long>(1, static_cast<long>(cfg.catalog.loadTimeout.count() / 1000));
-  std::string password = cfg.catalog.resolvedPassword();
-  std::string port = std::to_string(up.port);
-  std::string timeout = std::to_string(timeoutSeconds);
-  // The same TLS identity as the sessions' upstream connections: the name checked and sent as
-  // SNI is server_name when set (libpq checks `host` and connects to `hostaddr`), and the
-  // client certificate is presented.
-  // libpq takes one host name per address.
-  std::string hostaddr;
-  std::string host = up.host;
-  if (!up.serverName.empty() && up.serverName != up.host) {
-    std::size_t count = 0;
-    hostaddr = numericAddresses(up.host, up.port, count);
-    host = up.serverName;
-    for (std::size_t i = 1; i < count; ++i) host += "," + up.serverName;
-  }
-  std::vector<const char*> keys = {"host", "port", "dbname", "user", "sslmode", "connect_timeout", "application_name"};
-  std::vector<const char*> values = {host.c_str(), port.c_str(), database.c_str(), cfg.catalog.user.c_str(),
-                                     sslmode(up.tls), timeout.c_str(), "pgveil catalog"};
-  if (!hostaddr.empty()) {
-    keys.push_back("hostaddr");
-    values.push_back(hostaddr.c_str());
-  }
-  if (!up.certFile.empty()) {
-    keys.push_back("sslcert");
-    values.push_back(up.certFile.c_str());
-    keys.push_back("sslkey");
-    values.push_back(up.keyFile.c_str());
-  }
-  if (!password.empty()) {
-    keys.push_back("password");
-    values.push_back(password.c_str());
-  }
-  if (!up.caFile.empty()) {
-    keys.push_back("sslrootcert");
-    values.push_back(up.caFile.c_str());
-  }
-  keys.push_back(nullptr);
-  values.push_back(nullptr);
-  Conn conn(PQconnectdbParams(keys.data(), values.data(), 0));
-  if (PQstatus(conn.get()) != CONNECTION_OK) {
-    throw std::runtime_error(std::string("catalog connection failed: ") + PQerrorMessage(conn.get()));
-  }
-  // Statements run with a timeout so that a stuck catalog never blocks refreshes forever.
-  Result(PQexec(conn.get(), ("SET statement_timeout = " + std::to_string(cfg.catalog.loadTimeout.count())).c_str()));
-
-  auto rels = query(conn.get(),
-                    "SELECT c.oid, n.nspname, c.relname, c.relkind, "
-                    "CASE WHEN c.relkind IN ('v','m') THEN pg_get_viewdef(c.oid) END "
-                    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE c.relkind IN ('r','v','m','f','p') AND n.nspname <> 'information_schema' "
-                    "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY c.oid");
+std::shared_ptr<const masking::Catalog> buildCatalog(const Rows& rels, const Rows& cols, const Rows& roles,
+                                                     const Rows& procs, std::uint64_t generation) {
   std::vector<masking::CatalogRelation> relations;
   std::map<std::uint32_t, std::size_t> index;
-  for (int i = 0; i < PQntuples(rels.get()); ++i) {
+  for (const auto& row : rels) {
     masking::CatalogRelation r;
-    r.oid = static_cast<std::uint32_t>(std::stoul(PQgetvalue(rels.get(), i, 0)));
-    r.schema = PQgetvalue(rels.get(), i, 1);
-    r.name = PQgetvalue(rels.get(), i, 2);
-    r.kind = PQgetvalue(rels.get(), i, 3)[0];
-    if (!PQgetisnull(rels.get(), i, 4)) r.viewDefinition = PQgetvalue(rels.get(), i, 4);
+    r.oid = oidAt(row, 0);
+    r.schema = text(row, 1);
+    r.name = text(row, 2);
+    r.kind = text(row, 3).empty() ? '?' : text(row, 3)[0];
+    if (row.size() > 4 && row[4]) r.viewDefinition = *row[4];
     index[r.oid] = relations.size();
     relations.push_back(std::move(r));
   }
-  auto cols = query(conn.get(),
-                    "SELECT a.attrelid, a.attnum, a.attname, a.atttypid FROM pg_attribute a "
-                    "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r','v','m','f','p') "
-                    "AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg_toast%' "
-                    "ORDER BY a.attrelid, a.attnum");
-  for (int i = 0; i < PQntuples(cols.get()); ++i) {
-    auto oid = static_cast<std::uint32_t>(std::stoul(PQgetvalue(cols.get(), i, 0)));
-    auto it = index.find(oid);
+  for (const auto& row : cols) {
+    auto it = index.find(oidAt(row, 0));
     if (it == index.end()) continue;
-    relations[it->second].columns.push_back({static_cast<std::int16_t>(std::stoi(PQgetvalue(cols.get(), i, 1))),
-                                             PQgetvalue(cols.get(), i, 2),
-                                             static_cast<std::uint32_t>(std::stoul(PQgetvalue(cols.get(), i, 3)))});
+    relations[it->second].columns.push_back(
+        {static_cast<std::int16_t>(std::stoi(text(row, 1))), text(row, 2), oidAt(row, 3)});
   }
-  auto roles = query(conn.get(),
-                     "SELECT r.rolname, coalesce(array_to_string(array(SELECT g.rolname FROM pg_auth_members m "
-                     "JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1), E'\\n'), '') "
-                     "FROM pg_roles r");
   std::vector<masking::CatalogRole> roleList;
-  for (int i = 0; i < PQntuples(roles.get()); ++i) {
+  for (const auto& row : roles) {
     masking::CatalogRole r;
-    r.name = PQgetvalue(roles.get(), i, 0);
-    std::string groups = PQgetvalue(roles.get(), i, 1);
+    r.name = text(row, 0);
+    const std::string& groups = text(row, 1);
     std::size_t start = 0;
     while (start < groups.size()) {
       auto end = groups.find('\n', start);
@@ -167,11 +66,78 @@ std::shared_ptr<const masking::Catalog> loadCatalog(const config::Config& cfg, c
     }
     roleList.push_back(std::move(r));
   }
-  auto procs = query(conn.get(), "SELECT DISTINCT proname FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace");
   std::vector<std::string> functions;
-  for (int i = 0; i < PQntuples(procs.get()); ++i) functions.emplace_back(PQgetvalue(procs.get(), i, 0));
+  for (const auto& row : procs) functions.push_back(text(row, 0));
   return std::make_shared<const masking::Catalog>(std::move(relations), std::move(roleList), generation,
                                                   std::move(functions));
+}
+
+// The whole load on pgveil's own connection; errors come back as text (never thrown, so that
+// the deadline race below ends when the load does).
+asio::awaitable<std::pair<std::shared_ptr<const masking::Catalog>, std::string>> load(
+    const config::Config& cfg, asio::ssl::context* tls, const std::string& database, std::uint64_t generation) {
+  try {
+    auto conn = co_await PgClient::connect(cfg, tls, database, "pgveil catalog");
+    // Statements run with a timeout so that a stuck catalog never blocks refreshes forever.
+    (void)co_await conn->query("SET statement_timeout = " + std::to_string(cfg.catalog.loadTimeout.count()));
+    auto rels = co_await conn->query(
+        "SELECT c.oid, n.nspname, c.relname, c.relkind, "
+        "CASE WHEN c.relkind IN ('v','m') THEN pg_get_viewdef(c.oid) END "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r','v','m','f','p') AND n.nspname <> 'information_schema' "
+        "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY c.oid");
+    auto cols = co_await conn->query(
+        "SELECT a.attrelid, a.attnum, a.attname, a.atttypid FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r','v','m','f','p') "
+        "AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg_toast%' "
+        "ORDER BY a.attrelid, a.attnum");
+    auto roles = co_await conn->query(
+        "SELECT r.rolname, coalesce(array_to_string(array(SELECT g.rolname FROM pg_auth_members m "
+        "JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1), E'\\n'), '') "
+        "FROM pg_roles r");
+    auto procs =
+        co_await conn->query("SELECT DISTINCT proname FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace");
+    co_await conn->terminate();
+    co_return std::pair{buildCatalog(rels, cols, roles, procs, generation), std::string()};
+  } catch (const std::exception& e) {
+    co_return std::pair{std::shared_ptr<const masking::Catalog>(), std::string(e.what())};
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<const masking::Catalog> loadCatalog(const config::Config& cfg, const std::string& database,
+                                                    std::uint64_t generation) {
+  std::unique_ptr<asio::ssl::context> tls;
+  if (cfg.upstream.tls != config::UpstreamTls::Disable) tls = makeUpstreamTlsContext(cfg.upstream);
+  asio::io_context io(1);
+  std::shared_ptr<const masking::Catalog> result;
+  std::string error;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        // One deadline for connecting, authenticating and every query (catalog.load_timeout).
+        asio::steady_timer deadline(io, cfg.catalog.loadTimeout);
+        auto r = co_await (load(cfg, tls.get(), database, generation) ||
+                           deadline.async_wait(asio::as_tuple(asio::use_awaitable)));
+        if (r.index() == 1) {
+          error = "catalog load timed out after " + std::to_string(cfg.catalog.loadTimeout.count()) + " ms";
+          co_return;
+        }
+        std::tie(result, error) = std::get<0>(std::move(r));
+      },
+      [&](std::exception_ptr e) {
+        if (!e) return;
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          error = ex.what();
+        }
+      });
+  io.run();
+  if (!result) throw std::runtime_error(error.empty() ? "catalog load failed" : error);
+  return result;
 }
 
 CatalogService::CatalogService(std::shared_ptr<const config::Config> config) : config_(std::move(config)) {
@@ -280,7 +246,7 @@ void CatalogService::run() {
     } else {
       e.lastError = error;
       ++failures_;
-      // libpq messages name hosts and users, never row values.
+      // Messages name hosts, users and server errors of catalog queries, never row values.
       spdlog::error("catalog for database \"{}\" could not be loaded: {}", database, error);
     }
   }

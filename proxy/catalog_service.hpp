@@ -1,7 +1,7 @@
 #pragma once
 // Catalog snapshots per database, loaded from the upstream server through pgveil's own service
-// connection (libpq, on a dedicated thread: never a session's connection, never a session
-// thread). Snapshots are immutable and swapped whole; refreshed on an interval and on demand
+// connection (proxy/pg_client.hpp, on a dedicated thread with its own io_context: never a
+// session's connection, never a session thread). Snapshots are immutable and swapped whole; refreshed on an interval and on demand
 // (an OID the snapshot does not know).
 
 #include <boost/asio/any_io_executor.hpp>
@@ -22,7 +22,8 @@
 namespace pgveil::proxy {
 
 // Loads one snapshot synchronously (used by the service thread, `pgveil explain` and tests).
-// Throws std::runtime_error with libpq's message on failure.
+// Throws std::runtime_error with the reason (connection, TLS, authentication, server error, or
+// catalog.load_timeout exceeded) on failure.
 [[nodiscard]] std::shared_ptr<const masking::Catalog> loadCatalog(const config::Config& cfg, const std::string& database,
                                                                   std::uint64_t generation);
 

@@ -30,6 +30,7 @@
 #include "proxy/out_batch.hpp"
 #include "proxy/ring_queue.hpp"
 #include "proxy/stream.hpp"
+#include "proxy/upstream.hpp"
 
 namespace pgveil::proxy {
 
@@ -113,44 +114,6 @@ bool clientMayStream(char t) {
 }
 // Backend messages streamed through without being buffered whole.
 bool serverMayStream(char t) { return t == msg::kDataRow || t == msg::kCopyData; }
-
-// Reads until one whole message is buffered. Returns 1 with `out` viewing the buffer (not yet
-// consumed), 0 on EOF or I/O error, -1 on an invalid length.
-asio::awaitable<int> readMessage(Stream& s, protocol::ReadBuffer& buf, std::uint32_t maxLen, Message& out,
-                                 std::uint64_t& counter) {
-  for (;;) {
-    protocol::FrameHeader h;
-    auto data = buf.data();
-    auto st = protocol::peekHeader(data, maxLen, h);
-    if (st == protocol::HeaderStatus::TooShort || st == protocol::HeaderStatus::TooLong) co_return -1;
-    if (st == protocol::HeaderStatus::Ok && data.size() >= h.total()) {
-      out = {h.type, data.substr(protocol::kHeaderSize, h.payloadSize()), data.substr(0, h.total())};
-      co_return 1;
-    }
-    buf.compact(st == protocol::HeaderStatus::Ok ? h.total() : 0);
-    auto [ec, n] = co_await s.readSome(buf.writePtr(), buf.writable());
-    if (ec) co_return 0;
-    buf.commit(n);
-    counter += n;
-  }
-}
-
-// The upstream's addresses. An IP address is used as is: only a host name goes through Asio's
-// resolver, which runs getaddrinfo on a thread of its own (one more hand-off per connection).
-asio::awaitable<std::pair<boost::system::error_code, std::vector<tcp::endpoint>>> upstreamEndpoints(
-    const config::UpstreamConfig& up) {
-  std::vector<tcp::endpoint> endpoints;
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(up.host, ec);
-  if (!ec) {
-    endpoints.emplace_back(addr, up.port);
-    co_return std::pair{ec, std::move(endpoints)};
-  }
-  tcp::resolver resolver(co_await asio::this_coro::executor);
-  auto [rec, results] = co_await resolver.async_resolve(up.host, std::to_string(up.port), kUse);
-  for (const auto& r : results) endpoints.push_back(r.endpoint());
-  co_return std::pair{rec, std::move(endpoints)};
-}
 
 }  // namespace
 
@@ -661,31 +624,11 @@ asio::awaitable<bool> Session::connectUpstream() {
   error_code ignored;
   sock.set_option(tcp::no_delay(true), ignored);
   server_.emplace(std::move(sock));
-  if (up.tls == config::UpstreamTls::Disable) co_return true;
-
-  if (co_await server_->writeAll(protocol::encodeSslRequest())) {
-    co_await fatalToClient(sqlstate::kConnectionFailure, fail("connection lost during TLS negotiation"));
+  if (auto why = co_await negotiateUpstreamTls(*server_, up, shared_.upstreamTls.get()); !why.empty()) {
+    co_await fatalToClient(sqlstate::kConnectionFailure, fail(why));
     co_return false;
   }
-  char answer = 0;
-  auto [ec, n] = co_await server_->readSome(&answer, 1);
-  if (ec || n != 1) {
-    co_await fatalToClient(sqlstate::kConnectionFailure, fail("connection lost during TLS negotiation"));
-    co_return false;
-  }
-  if (answer == 'S') {
-    bool verifyHost = up.tls == config::UpstreamTls::VerifyFull;
-    std::string name = up.serverName.empty() ? up.host : up.serverName;
-    if (auto hec = co_await server_->startTls(*shared_.upstreamTls, asio::ssl::stream_base::client, name, verifyHost)) {
-      co_await fatalToClient(sqlstate::kConnectionFailure, fail("TLS handshake failed: " + hec.message()));
-      co_return false;
-    }
-    co_return true;
-  }
-  if (answer == 'N' && up.tls == config::UpstreamTls::Prefer) co_return true;
-  co_await fatalToClient(sqlstate::kConnectionFailure,
-                         fail(answer == 'N' ? "the server does not support TLS" : "unexpected answer to SSLRequest"));
-  co_return false;
+  co_return true;
 }
 
 asio::awaitable<bool> Session::authenticate(const protocol::StartupPacket& sp) {

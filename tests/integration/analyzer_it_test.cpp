@@ -6,6 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+
 #include "harness.hpp"
 #include "masking/analyzer.hpp"
 #include "masking/describe.hpp"
@@ -194,6 +198,61 @@ TEST(CatalogLoaderTest, WrongPasswordIsAnError) {
   auto cfg = catalogConfig();
   cfg.catalog.password = "wrong";
   EXPECT_THROW((void)proxy::loadCatalog(cfg, "clinic", 1), std::runtime_error);
+}
+
+// pgveil's own client (proxy/pg_client.cpp) against each way the server asks for a password:
+// SCRAM-SHA-256 (pgveil_test has a SCRAM secret), md5 (pgveil_md5), cleartext (pg_hba
+// `password` for pgveil_password), none (trust). A wrong password fails with the server's
+// message; so does a missing one.
+TEST(CatalogLoaderTest, AuthenticatesWithEachPasswordMethod) {
+  struct Case {
+    const char* user;
+    const char* method;
+    bool needsPassword;
+  };
+  for (const Case& c : {Case{"pgveil_test", "scram", true}, Case{"pgveil_md5", "md5", true},
+                        Case{"pgveil_password", "password", true}, Case{"pgveil_trust", "trust", false}}) {
+    SCOPED_TRACE(c.method);
+    auto cfg = catalogConfig();
+    cfg.catalog.user = c.user;
+    cfg.catalog.password = c.needsPassword ? c.user : "";
+    auto cat = proxy::loadCatalog(cfg, "clinic", 1);
+    ASSERT_TRUE(cat);
+    EXPECT_NE(cat->find("public", "patients"), nullptr);
+    if (!c.needsPassword) continue;
+    cfg.catalog.password = "wrong";
+    try {
+      (void)proxy::loadCatalog(cfg, "clinic", 1);
+      ADD_FAILURE() << "loaded with a wrong password";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("password authentication failed"), std::string::npos) << e.what();
+    }
+    cfg.catalog.password.clear();
+    try {
+      (void)proxy::loadCatalog(cfg, "clinic", 1);
+      ADD_FAILURE() << "loaded without a password";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("catalog.password"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// A server that accepts the connection and never answers: the load ends at catalog.load_timeout
+// with a message saying so, instead of blocking the catalog thread.
+TEST(CatalogLoaderTest, SilentServerTimesOut) {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor silent(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  auto cfg = catalogConfig();
+  cfg.upstream.port = silent.local_endpoint().port();
+  cfg.catalog.loadTimeout = std::chrono::milliseconds(300);
+  auto start = std::chrono::steady_clock::now();
+  try {
+    (void)proxy::loadCatalog(cfg, "clinic", 1);
+    ADD_FAILURE() << "loaded from a silent server";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("timed out"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
 }  // namespace
