@@ -12,6 +12,7 @@
 #include <map>
 #include <stdexcept>
 
+#include "proxy/logging.hpp"
 #include "proxy/pg_client.hpp"
 #include "proxy/tls.hpp"
 
@@ -247,7 +248,7 @@ void CatalogService::run() {
       e.lastError = error;
       ++failures_;
       // Messages name hosts, users and server errors of catalog queries, never row values.
-      spdlog::error("catalog for database \"{}\" could not be loaded: {}", database, error);
+      spdlog::error("catalog for database \"{}\" could not be loaded: {}", logSafe(database), logSafe(error, 1024));
     }
   }
 }

@@ -60,6 +60,9 @@ int explainMain(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
+  // A peer that closes while pgveil writes must be an error, not death by SIGPIPE: OpenSSL
+  // writes the sockets with write(2). Also for `explain`, whose catalog connection uses TLS.
+  std::signal(SIGPIPE, SIG_IGN);
   if (argc >= 2 && std::string(argv[1]) == "explain") return explainMain(argc, argv);
   std::string configPath;
   bool checkOnly = false;
@@ -98,9 +101,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   pgveil::proxy::initLogging(config->log.level);
-  // A peer that went away must be an error on that one connection, never a signal that ends
-  // the process (OpenSSL writes to TLS sockets with plain send()).
-  std::signal(SIGPIPE, SIG_IGN);
   // Each session holds two sockets: raise the descriptor limit to what the system allows, and
   // say when it caps max_clients.
   if (rlimit nofile{}; getrlimit(RLIMIT_NOFILE, &nofile) == 0) {

@@ -20,7 +20,7 @@ namespace {
 constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
 namespace msg = protocol::msg;
 namespace auth = protocol::auth;
-constexpr std::uint32_t kMaxMessage = (1u << 30) - 1;  // the protocol's own bound
+constexpr std::uint32_t kMaxStartupMessage = 1u << 17;  // authentication and start-up (as the sessions)
 constexpr std::int32_t kProtocol3 = 196608;
 
 std::string serverError(std::string_view payload) {
@@ -49,8 +49,8 @@ std::string passwordMessage(std::string_view body, bool cString) {
 
 }  // namespace
 
-PgClient::PgClient(Stream stream, std::string target)
-    : stream_(std::move(stream)), target_(std::move(target)), in_(64 << 10, 1 << 20) {}
+PgClient::PgClient(Stream stream, std::string target, std::uint32_t maxMessage)
+    : stream_(std::move(stream)), target_(std::move(target)), in_(64 << 10, 1 << 20), maxMessage_(maxMessage) {}
 
 void PgClient::fail(const std::string& why) const {
   throw std::runtime_error("catalog connection to " + target_ + " failed: " + why);
@@ -75,7 +75,7 @@ asio::awaitable<std::unique_ptr<PgClient>> PgClient::connect(const config::Confi
   if (cec) throw std::runtime_error("catalog connection to " + target + " failed: " + cec.message());
   error_code ignored;
   sock.set_option(tcp::no_delay(true), ignored);
-  auto client = std::make_unique<PgClient>(Stream(std::move(sock)), std::move(target));
+  auto client = std::make_unique<PgClient>(Stream(std::move(sock)), std::move(target), cfg.connections.maxMessageSize);
   if (auto why = co_await negotiateUpstreamTls(client->stream_, up, tls); !why.empty()) client->fail(why);
   co_await client->startup(cfg, database, applicationName);
   co_return client;
@@ -101,7 +101,7 @@ asio::awaitable<void> PgClient::startup(const config::Config& cfg, const std::st
   };
   for (;;) {
     protocol::Message m;
-    int r = co_await readMessage(stream_, in_, kMaxMessage, m, bytes);
+    int r = co_await readMessage(stream_, in_, kMaxStartupMessage, m, bytes);
     if (r <= 0) fail(r == 0 ? "the server closed the connection during start-up" : "invalid message from the server");
     std::string reply;
     switch (m.type) {
@@ -187,8 +187,12 @@ asio::awaitable<std::vector<PgClient::Row>> PgClient::query(std::string_view sql
   std::uint64_t bytes = 0;
   for (;;) {
     protocol::Message m;
-    int r = co_await readMessage(stream_, in_, kMaxMessage, m, bytes);
-    if (r <= 0) fail(r == 0 ? "the server closed the connection" : "invalid message from the server");
+    int r = co_await readMessage(stream_, in_, maxMessage_, m, bytes);
+    if (r <= 0) {
+      // A FATAL error (pg_terminate_backend, shutdown) comes before the server closes: say it.
+      if (!error.empty()) fail(error);
+      fail(r == 0 ? "the server closed the connection" : "invalid or oversized message from the server");
+    }
     switch (m.type) {
       case msg::kRowDescription:
         rows.clear();  // rows of the last result only

@@ -33,7 +33,8 @@ class PgClient {
   // Terminate, then close (the server logs no unexpected EOF).
   asio::awaitable<void> terminate();
 
-  explicit PgClient(Stream stream, std::string target);
+  // maxMessage bounds each answer's messages (connections.max_message_size).
+  PgClient(Stream stream, std::string target, std::uint32_t maxMessage);
 
  private:
   asio::awaitable<void> startup(const config::Config& cfg, const std::string& database,
@@ -44,6 +45,7 @@ class PgClient {
   Stream stream_;
   std::string target_;  // host:port, for messages
   protocol::ReadBuffer in_;
+  std::uint32_t maxMessage_;
 };
 
 }  // namespace pgveil::proxy

@@ -30,9 +30,16 @@ bool unbase64(std::string_view in, std::vector<unsigned char>& out) {
   int len = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
   if (len < 0) return false;
   std::size_t pad = in.back() == '=' ? (in[in.size() - 2] == '=' ? 2 : 1) : 0;
+  if (static_cast<std::size_t>(len) < pad) return false;
   out.resize(static_cast<std::size_t>(len) - pad);
-  return true;
+  // Canonical only: EVP_DecodeBlock skips blanks and tolerates some malformed input.
+  return base64(out.data(), out.size()) == in;
 }
+
+// PBKDF2 runs on the catalog thread and cannot be interrupted by catalog.load_timeout: a server
+// (or a man in the middle without verified TLS) must not make it run for minutes. PostgreSQL's
+// default is 4096; ten million takes a few seconds.
+constexpr int kMaxIterations = 10'000'000;
 
 Digest hmac(const unsigned char* key, std::size_t keyLen, std::string_view msg) {
   Digest d{};
@@ -117,6 +124,11 @@ std::string ScramClient::clientFinal(std::string_view serverFirst, std::string& 
   auto [p, ec] = std::from_chars(iterText.data(), iterText.data() + iterText.size(), iterations);
   if (!found || ec != std::errc() || p != iterText.data() + iterText.size() || iterations < 1) {
     error = "SCRAM: invalid iteration count from the server";
+    return {};
+  }
+  if (iterations > kMaxIterations) {
+    error = "SCRAM: the server asks for " + std::to_string(iterations) + " iterations (pgveil allows at most " +
+            std::to_string(kMaxIterations) + ")";
     return {};
   }
   Digest salted{};

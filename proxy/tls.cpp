@@ -50,7 +50,10 @@ std::unique_ptr<ssl::context> makeUpstreamTlsContext(const config::UpstreamConfi
   check(ec, "upstream tls options");
   SSL_CTX_set_mode(ctx->native_handle(), SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_options(ctx->native_handle(), SSL_OP_NO_RENEGOTIATION);
-  if (cfg.tls == config::UpstreamTls::VerifyCa || cfg.tls == config::UpstreamTls::VerifyFull) {
+  // As libpq: `require` with a CA file verifies the chain like verify-ca (the host name is
+  // checked only by verify-full).
+  if (cfg.tls == config::UpstreamTls::VerifyCa || cfg.tls == config::UpstreamTls::VerifyFull ||
+      (cfg.tls == config::UpstreamTls::Require && !cfg.caFile.empty())) {
     ctx->load_verify_file(cfg.caFile, ec);
     check(ec, "upstream.ca_file " + cfg.caFile);
     ctx->set_verify_mode(ssl::verify_peer, ec);

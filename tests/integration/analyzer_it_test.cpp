@@ -194,6 +194,15 @@ TEST(CatalogLoaderTest, VerifiesTheUpstreamServerName) {
   }
 }
 
+TEST(CatalogLoaderTest, RequireWithCaFileVerifiesTheChain) {
+  auto cfg = catalogConfig();
+  cfg.upstream.tls = config::UpstreamTls::Require;
+  cfg.upstream.caFile = Cluster::get().dir + "/upstream-ca.crt";
+  EXPECT_TRUE(proxy::loadCatalog(cfg, "clinic", 1));
+  cfg.upstream.caFile = Cluster::get().dir + "/client-ca.crt";  // did not sign the server's certificate
+  EXPECT_THROW((void)proxy::loadCatalog(cfg, "clinic", 1), std::runtime_error);
+}
+
 TEST(CatalogLoaderTest, WrongPasswordIsAnError) {
   auto cfg = catalogConfig();
   cfg.catalog.password = "wrong";

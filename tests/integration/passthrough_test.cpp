@@ -549,6 +549,26 @@ TEST_F(TlsTest, UpstreamVerifyFull) {
   }
 }
 
+// `require` with a CA file checks the server's chain (libpq's rule), not its name; without the
+// CA file it checks nothing.
+TEST_F(TlsTest, UpstreamRequireWithCaFileVerifiesTheChain) {
+  const auto& dir = Cluster::get().dir;
+  {
+    Proxy proxy(upstreamYaml("require", "  ca_file: " + dir + "/upstream-ca.crt\n  server_name: db.example.com\n"),
+                false);
+    auto c = connect(conninfo(proxy.port(), "admin"));
+    ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
+  }
+  {
+    // Not the CA that signed the server's certificate.
+    Proxy proxy(upstreamYaml("require", "  ca_file: " + dir + "/client-ca.crt\n"), false);
+    auto c = connect(conninfo(proxy.port(), "admin"));
+    ASSERT_EQ(PQstatus(c.get()), CONNECTION_BAD);
+    EXPECT_NE(std::string(PQerrorMessage(c.get())).find("TLS handshake failed"), std::string::npos)
+        << PQerrorMessage(c.get());
+  }
+}
+
 // ---- hostile and broken input ----
 
 class HostileInputTest : public ::testing::Test {

@@ -54,3 +54,20 @@ TEST(ScramClientTest, Md5Response) {
 
 }  // namespace
 }  // namespace pgveil::proxy
+
+namespace pgveil::proxy {
+namespace {
+
+TEST(ScramClientTest, RefusesAbsurdIterationCountsAndNonCanonicalSalts) {
+  std::string error;
+  ScramClient a("", "pencil", "abc");
+  EXPECT_TRUE(a.clientFinal("r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=10000001", error).empty());
+  EXPECT_NE(error.find("iterations"), std::string::npos) << error;
+  EXPECT_TRUE(a.clientFinal("r=abcdef,s=W22ZaJ0S NY7soEsUEjb6gQ==,i=4096", error).empty());
+  EXPECT_TRUE(a.clientFinal("r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ=,i=4096", error).empty());
+  EXPECT_TRUE(a.clientFinal("r=abcdef,s=W22Z=J0SNY7soEsUEjb6gQ==,i=4096", error).empty());
+  EXPECT_FALSE(a.clientFinal("r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", error).empty()) << error;
+}
+
+}  // namespace
+}  // namespace pgveil::proxy
