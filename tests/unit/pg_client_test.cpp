@@ -26,6 +26,17 @@ std::string be32(std::uint32_t v) {
   return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
 }
 
+// Reads a big-endian length (counting itself) at p, then the rest of that many bytes.
+std::string readCounted(tcp::socket& s, const char* p) {
+  std::uint32_t n = (static_cast<std::uint32_t>(static_cast<std::uint8_t>(p[0])) << 24) |
+                    (static_cast<std::uint32_t>(static_cast<std::uint8_t>(p[1])) << 16) |
+                    (static_cast<std::uint32_t>(static_cast<std::uint8_t>(p[2])) << 8) | static_cast<std::uint8_t>(p[3]);
+  if (n < 4 || n > (1u << 20)) throw std::runtime_error("fake server: bad length");
+  std::string rest(n - 4, '\0');
+  asio::read(s, asio::buffer(rest));
+  return rest;
+}
+
 // One connection, then the script. The startup packet is read before the script runs.
 class FakeServer {
  public:
@@ -37,10 +48,7 @@ class FakeServer {
         acceptor_.accept(s);
         std::string len(4, '\0');
         asio::read(s, asio::buffer(len));
-        std::uint32_t n = (static_cast<std::uint8_t>(len[0]) << 24) | (static_cast<std::uint8_t>(len[1]) << 16) |
-                          (static_cast<std::uint8_t>(len[2]) << 8) | static_cast<std::uint8_t>(len[3]);
-        std::string rest(n - 4, '\0');
-        asio::read(s, asio::buffer(rest));
+        (void)readCounted(s, len.data());  // the startup packet
         script(s);
       } catch (const std::exception&) {
         // The client gave up first: nothing to do.
@@ -59,11 +67,7 @@ class FakeServer {
   static std::pair<char, std::string> receive(tcp::socket& s) {
     std::string head(5, '\0');
     asio::read(s, asio::buffer(head));
-    std::uint32_t n = (static_cast<std::uint8_t>(head[1]) << 24) | (static_cast<std::uint8_t>(head[2]) << 16) |
-                      (static_cast<std::uint8_t>(head[3]) << 8) | static_cast<std::uint8_t>(head[4]);
-    std::string payload(n - 4, '\0');
-    asio::read(s, asio::buffer(payload));
-    return {head[0], payload};
+    return {head[0], readCounted(s, head.data() + 1)};
   }
   static void authOk(tcp::socket& s) {
     send(s, 'R', be32(0));
