@@ -1,19 +1,42 @@
-// proxy::Stream on a plain loopback socket: reads in every order of data, end of file and the
-// reactor's events lose nothing. (Skipping the receive after a short read, to save the one that
-// fails with EAGAIN, lost an end of file queued behind the data: EndOfFileQueuedBehindDataIsSeen.)
+// proxy::Stream on a plain loopback socket: a read that drained the socket is not followed by a
+// receive that fails with EAGAIN, and reads in every order of data, end of file, reset and the
+// reactor's events lose nothing. (Skipping that receive after any short read lost an end of file
+// queued behind the data: EndOfFileQueuedBehindDataIsSeen.)
 
 #include "proxy/stream.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <array>
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
 #include <chrono>
 #include <optional>
 #include <string>
+
+namespace {
+
+// Receives that found nothing to read, per descriptor. pgveil's plain reads call ::recvmsg; this
+// definition in the test executable is the one those calls bind to.
+std::array<std::atomic<int>, 4096> gWouldBlock{};
+
+}  // namespace
+
+extern "C" ssize_t recvmsg(int fd, struct msghdr* msg, int flags) {
+  auto r = static_cast<ssize_t>(syscall(SYS_recvmsg, fd, msg, flags));
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && fd >= 0 && static_cast<std::size_t>(fd) < gWouldBlock.size()) {
+    gWouldBlock[static_cast<std::size_t>(fd)].fetch_add(1);
+  }
+  return r;
+}
 
 namespace pgveil::proxy {
 namespace {
@@ -28,6 +51,9 @@ class StreamTest : public ::testing::Test {
     tcp::socket accepted(io_);
     acceptor.accept(accepted);
     accepted.non_blocking(true);
+    fd_ = accepted.native_handle();
+    ASSERT_LT(static_cast<std::size_t>(fd_), gWouldBlock.size());
+    gWouldBlock[static_cast<std::size_t>(fd_)] = 0;
     stream_.emplace(std::move(accepted));
   }
 
@@ -66,12 +92,30 @@ class StreamTest : public ::testing::Test {
   }
 
   void send(const std::string& s) { asio::write(peer_, asio::buffer(s)); }
+  int wouldBlock() const { return gWouldBlock[static_cast<std::size_t>(fd_)].load(); }
 
   asio::io_context io_;
   tcp::socket peer_{io_};
   std::optional<Stream> stream_;
+  int fd_ = -1;
   std::optional<std::pair<error_code, std::string>> result_;
 };
+
+TEST_F(StreamTest, DrainingReadWaitsForTheNextEventWithoutAReceiveThatFails) {
+  send("hello");
+  runFor(20ms);  // the first event is taken by the reactor before any read is pending
+  EXPECT_EQ(read(512), "hello");
+  // The kernel said the queue is empty: the next read waits for readiness instead of trying first.
+  startRead(512);
+  runFor(50ms);
+  EXPECT_FALSE(result_.has_value());
+  EXPECT_EQ(wouldBlock(), 0);
+  send("world");
+  runFor(5s);
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_EQ(result_->second, "world");
+  EXPECT_EQ(wouldBlock(), 0);
+}
 
 TEST_F(StreamTest, BytesArrivingBetweenReadsAreRead) {
   send("a");
@@ -94,6 +138,27 @@ TEST_F(StreamTest, AFullReadIsFollowedByAnotherReceive) {
   EXPECT_EQ(read(4), "0123");
   EXPECT_EQ(read(4), "4567");
   EXPECT_EQ(read(4), "89");
+}
+
+TEST_F(StreamTest, AShortReadOfQueuedDataIsFollowedByAnotherReceive) {
+  send("0123456789");
+  runFor(20ms);
+  EXPECT_EQ(read(3), "012");
+  // Bytes are still queued and no new event will come for them: the next read must try.
+  EXPECT_EQ(read(512), "3456789");
+}
+
+TEST_F(StreamTest, ResetAfterADrainingReadIsReported) {
+  send("x");
+  EXPECT_EQ(read(512), "x");
+  startRead(512);
+  runFor(20ms);
+  EXPECT_FALSE(result_.has_value());
+  peer_.set_option(asio::socket_base::linger(true, 0));
+  peer_.close();  // RST
+  runFor(5s);
+  ASSERT_TRUE(result_.has_value()) << "reset was not reported";
+  EXPECT_EQ(result_->first, asio::error::connection_reset);
 }
 
 TEST_F(StreamTest, EndOfFileAfterAShortRead) {
