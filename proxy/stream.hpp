@@ -53,6 +53,7 @@ class Stream {
   template <typename Op>
   asio::awaitable<error_code> tlsCall(Op op);
   asio::awaitable<std::tuple<error_code, std::size_t>> readTls(char* data, std::size_t size);
+  asio::awaitable<error_code> writePlain(std::span<const asio::const_buffer> buffers);
 
   tcp::socket socket_;
   SSL* ssl_ = nullptr;

@@ -21,6 +21,8 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace {
 
@@ -198,6 +200,95 @@ TEST_F(StreamTest, EndOfFileQueuedBehindDataWhileAReadWaits) {
   runFor(2s);
   ASSERT_TRUE(result_.has_value()) << "EOF queued behind the data was not reported";
   EXPECT_EQ(result_->first, asio::error::eof);
+}
+
+// Writes: many buffers (more than one sendmsg takes, some empty, some larger than the socket
+// buffers) and more bytes than those hold, so the write waits for room many times and resumes
+// inside a buffer; every byte arrives, in order.
+class StreamWriteTest : public StreamTest {
+ protected:
+  void SetUp() override {
+    StreamTest::SetUp();
+    peer_.set_option(asio::socket_base::receive_buffer_size(16384));
+    stream_->socket().set_option(asio::socket_base::send_buffer_size(16384));
+    for (int i = 0; i < 300; ++i) {
+      // Empty, small, and a few larger than the socket buffers (written in several parts).
+      std::size_t size = i % 7 == 0 ? 0 : i % 50 == 25 ? 300'000 : static_cast<std::size_t>(i * 7919 % 20000 + 1);
+      parts_.emplace_back(size, static_cast<char>('a' + i % 26));
+      if (size > 0) parts_.back()[size / 2] = static_cast<char>('A' + i % 26);
+      expected_ += parts_.back();
+    }
+    for (const auto& p : parts_) buffers_.emplace_back(p.data(), p.size());
+  }
+
+  void startWrite() {
+    asio::co_spawn(
+        io_,
+        [this]() -> asio::awaitable<void> {
+          written_ = co_await stream_->writeAll(std::span<const asio::const_buffer>(buffers_));
+        },
+        asio::detached);
+  }
+
+  void runUntilWritten(std::chrono::milliseconds d) {
+    asio::steady_timer t(io_, d);
+    bool fired = false;
+    t.async_wait([&](error_code) { fired = true; });
+    while (!fired && !written_) io_.run_one();
+    t.cancel();
+    io_.poll();
+    io_.restart();
+  }
+
+  std::vector<std::string> parts_;
+  std::vector<asio::const_buffer> buffers_;
+  std::string expected_;
+  std::optional<error_code> written_;
+};
+
+TEST_F(StreamWriteTest, ManyBuffersLargerThanTheSocketBuffersArriveInOrder) {
+  ASSERT_GT(expected_.size(), 2'000'000u);
+  startWrite();
+  runUntilWritten(50ms);
+  EXPECT_FALSE(written_.has_value()) << "the write should be waiting for the reader";
+  std::string received;
+  std::thread reader([&] {
+    std::vector<char> buf(65536);
+    while (received.size() < expected_.size()) {
+      error_code ec;
+      std::size_t n = peer_.read_some(asio::buffer(buf), ec);
+      if (ec) break;
+      received.append(buf.data(), n);
+    }
+  });
+  runUntilWritten(20s);
+  error_code ignored;
+  stream_->socket().shutdown(tcp::socket::shutdown_send, ignored);  // the reader ends even if bytes are missing
+  reader.join();
+  ASSERT_TRUE(written_.has_value());
+  EXPECT_FALSE(*written_) << written_->message();
+  EXPECT_EQ(received.size(), expected_.size());
+  EXPECT_TRUE(received == expected_) << "bytes out of order";
+}
+
+TEST_F(StreamWriteTest, AWriteWaitingForRoomIsCancelled) {
+  startWrite();
+  runUntilWritten(50ms);
+  ASSERT_FALSE(written_.has_value());
+  stream_->cancel();
+  runUntilWritten(5s);
+  ASSERT_TRUE(written_.has_value());
+  EXPECT_EQ(*written_, asio::error::operation_aborted);
+}
+
+TEST_F(StreamWriteTest, AWriteToAClosedPeerFails) {
+  peer_.set_option(asio::socket_base::linger(true, 0));
+  peer_.close();  // RST
+  runUntilWritten(20ms);
+  startWrite();
+  runUntilWritten(5s);
+  ASSERT_TRUE(written_.has_value());
+  EXPECT_TRUE(*written_ == asio::error::connection_reset || *written_ == asio::error::broken_pipe) << written_->message();
 }
 
 }  // namespace
