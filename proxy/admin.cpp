@@ -11,6 +11,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <string>
+#include <type_traits>
 
 #include "masking/json_text.hpp"
 #include "proxy/logging.hpp"
@@ -31,15 +33,22 @@ void counter(std::string& out, const char* name, const char* help, std::uint64_t
          std::to_string(v) + "\n";
 }
 
-void histogram(std::string& out, const char* name, const char* help, const Histogram& h) {
+// `h` is a Histogram or a PerWorker<Histogram> (its copies added up).
+template <typename H>
+void histogram(std::string& out, const char* name, const char* help, const H& h) {
+  auto total = [&h](auto field) {
+    if constexpr (std::is_same_v<H, Histogram>) return field(h);
+    else return h.sum(field);
+  };
   out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " histogram\n";
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i <= Histogram::kCount; ++i) {
-    cumulative += h.buckets[i].load(std::memory_order_relaxed);
+    cumulative += total([i](const Histogram& x) { return x.buckets[i].load(std::memory_order_relaxed); });
     std::string le = i < Histogram::kCount ? fmt::format("{}", Histogram::kBounds[i]) : "+Inf";
     out += std::string(name) + "_bucket{le=\"" + le + "\"} " + std::to_string(cumulative) + "\n";
   }
-  out += fmt::format("{}_sum {}\n{}_count {}\n", name, static_cast<double>(h.sumMicros.load()) / 1e6, name, cumulative);
+  const auto sumMicros = total([](const Histogram& x) { return x.sumMicros.load(std::memory_order_relaxed); });
+  out += fmt::format("{}_sum {}\n{}_count {}\n", name, static_cast<double>(sumMicros) / 1e6, name, cumulative);
 }
 
 void roleSeries(std::string& out, SharedState& shared) {
@@ -47,7 +56,7 @@ void roleSeries(std::string& out, SharedState& shared) {
   auto family = [&](const char* name, const char* help, auto value) {
     out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n";
     for (const auto& [role, c] : shared.roleCounters) {
-      out += std::string(name) + "{role=\"" + logSafe(role) + "\"} " + std::to_string(value(c)) + "\n";
+      out += std::string(name) + "{role=\"" + logSafe(role) + "\"} " + std::to_string(c.sum(value)) + "\n";
     }
   };
   family("pgveil_role_rows_forwarded_total", "Rows sent to clients of inspected sessions, by policy role.",
@@ -64,10 +73,13 @@ void roleSeries(std::string& out, SharedState& shared) {
          "blocked by an exfiltration rule, monitored: would have been blocked).\n# TYPE pgveil_role_queries_total counter\n";
   for (const auto& [role, c] : shared.roleCounters) {
     auto r = logSafe(role);
-    out += "pgveil_role_queries_total{role=\"" + r + "\",verdict=\"allowed\"} " + std::to_string(c.queriesAllowed.load()) + "\n";
-    out += "pgveil_role_queries_total{role=\"" + r + "\",verdict=\"refused\"} " + std::to_string(c.queriesRefused.load()) + "\n";
-    out += "pgveil_role_queries_total{role=\"" + r + "\",verdict=\"blocked\"} " + std::to_string(c.queriesBlocked.load()) + "\n";
-    out += "pgveil_role_queries_total{role=\"" + r + "\",verdict=\"monitored\"} " + std::to_string(c.queriesMonitored.load()) + "\n";
+    auto verdict = [&](const char* v, std::uint64_t n) {
+      out += "pgveil_role_queries_total{role=\"" + r + "\",verdict=\"" + v + "\"} " + std::to_string(n) + "\n";
+    };
+    verdict("allowed", c.sum([](const RoleCounters& x) { return x.queriesAllowed.load(); }));
+    verdict("refused", c.sum([](const RoleCounters& x) { return x.queriesRefused.load(); }));
+    verdict("blocked", c.sum([](const RoleCounters& x) { return x.queriesBlocked.load(); }));
+    verdict("monitored", c.sum([](const RoleCounters& x) { return x.queriesMonitored.load(); }));
   }
 }
 
@@ -127,9 +139,13 @@ std::string metricsText(SharedState& shared, const std::vector<Worker*>& workers
   counter(out, "pgveil_up", "1 while pgveil runs.", 1, "gauge");
   counter(out, "pgveil_connections_active", "Client connections now open.", shared.activeClients.load(), "gauge");
   counter(out, "pgveil_sessions_total", "Client connections accepted.", shared.totalSessions.load());
-  counter(out, "pgveil_statements_refused_total", "Statements refused for masked roles.", shared.refusals.load());
-  counter(out, "pgveil_rows_forwarded_total", "Rows sent to clients of inspected sessions.", shared.rowsForwarded.load());
-  counter(out, "pgveil_rows_masked_total", "Rows rewritten by masking.", shared.rowsMasked.load());
+  using Flow = SharedState::FlowCounters;
+  counter(out, "pgveil_statements_refused_total", "Statements refused for masked roles.",
+          shared.flowCounters.sum([](const Flow& f) { return f.refusals.load(); }));
+  counter(out, "pgveil_rows_forwarded_total", "Rows sent to clients of inspected sessions.",
+          shared.flowCounters.sum([](const Flow& f) { return f.rowsForwarded.load(); }));
+  counter(out, "pgveil_rows_masked_total", "Rows rewritten by masking.",
+          shared.flowCounters.sum([](const Flow& f) { return f.rowsMasked.load(); }));
   masking::CacheStats total;
   for (auto* w : workers) {
     if (!w->analysisCache) continue;

@@ -239,6 +239,7 @@ void CatalogService::run() {
     ++e.attempts;
     if (snapshot) {
       e.snapshot = snapshot;
+      published_.fetch_add(1, std::memory_order_release);
       e.loadedAt = std::chrono::steady_clock::now();
       e.lastError.clear();
       ++loads_;

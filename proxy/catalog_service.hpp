@@ -6,6 +6,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -34,8 +35,13 @@ class CatalogService {
   CatalogService(const CatalogService&) = delete;
   CatalogService& operator=(const CatalogService&) = delete;
 
-  // The current snapshot, or null when none has loaded yet (then a load is requested).
+  // The current snapshot, or null when none has loaded yet (then a load is requested, as it is
+  // when the snapshot is older than catalog.refresh_interval).
   [[nodiscard]] std::shared_ptr<const masking::Catalog> current(const std::string& database);
+  // Counts the snapshots stored so far, of any database. Sessions call current() per statement
+  // only when it changed (or once a second): not a lock and a shared reference count that every
+  // worker thread would write per statement.
+  [[nodiscard]] std::uint64_t published() const { return published_.load(std::memory_order_acquire); }
   // Waits (bounded by catalog.load_timeout) for a snapshot; null when loading failed.
   boost::asio::awaitable<std::shared_ptr<const masking::Catalog>> acquire(std::string database);
   // Asks for a fresh snapshot (an unknown OID); at most one refresh per second per database.
@@ -64,6 +70,7 @@ class CatalogService {
   std::uint64_t loads_ = 0;
   std::uint64_t failures_ = 0;
   std::thread thread_;
+  alignas(64) std::atomic<std::uint64_t> published_{0};  // read by every worker: a cache line of its own
 };
 
 }  // namespace pgveil::proxy

@@ -92,12 +92,20 @@ bool MaskedFlow::serverNeedsWhole(char type) const {
 }
 
 bool MaskedFlow::refreshSnapshot() {
-  // Sessions pick up a newer catalog snapshot and newer rules (SIGHUP) between statements.
-  auto current = shared_.catalogs->current(identity_.database);
-  if (current && current != catalog_) {
-    catalog_ = current;
-    classification_ = shared_.classificationFor(*rules_, catalog_);
-    contextKey_ = masking::AnalysisCache::contextKey(catalog_->generation(), searchPathKey_);
+  // Sessions pick up a newer catalog snapshot and newer rules (SIGHUP) between statements. The
+  // service is asked only when it stored a snapshot since, or a second has passed (its answer
+  // also requests the periodic refresh of an old snapshot).
+  const auto published = shared_.catalogs->published();
+  const auto now = std::chrono::steady_clock::now();
+  if (!catalog_ || published != catalogPublished_ || now >= catalogRecheck_) {
+    catalogPublished_ = published;
+    catalogRecheck_ = now + std::chrono::seconds(1);
+    auto current = shared_.catalogs->current(identity_.database);
+    if (current && current != catalog_) {
+      catalog_ = current;
+      classification_ = shared_.classificationFor(*rules_, catalog_);
+      contextKey_ = masking::AnalysisCache::contextKey(catalog_->generation(), searchPathKey_);
+    }
   }
   if (shared_.rulesGeneration.load(std::memory_order_acquire) == rules_->generation) return true;
   // New rules take effect between transactions: the statements, portals and result plans of an
@@ -161,6 +169,15 @@ std::shared_ptr<const masking::Analysis> MaskedFlow::analyze(std::string_view sq
   if (!searchPath_.empty() && changesSearchPath(*a)) {
     setSearchPath({});
     if (a->statements.size() > 1) return analyze(sql);
+  }
+  // A relation the snapshot does not know (created since it was loaded): ask for a fresh one (at
+  // most one load a second per database). Until this session picks it up, the statement counts
+  // as reading classified data.
+  for (const auto& s : a->statements) {
+    if (s.unknownRelations) {
+      shared_.catalogs->requestRefresh(identity_.database);
+      break;
+    }
   }
   return a;
 }
@@ -395,18 +412,18 @@ bool MaskedFlow::exfiltrationBlocks(const masking::Analysis& a, std::string_view
   for (const auto& f : findings) {
     if (f.action == config::RuleAction::Block && !monitor) {
       verdict = {false, "exfiltration." + f.rule, "pgveil: blocked by exfiltration rule " + f.rule + ": " + f.detail};
-      counters_->queriesBlocked.fetch_add(1, std::memory_order_relaxed);
+      counters().queriesBlocked.fetch_add(1, std::memory_order_relaxed);
       return true;
     }
-    if (f.action == config::RuleAction::Block) counters_->queriesMonitored.fetch_add(1, std::memory_order_relaxed);
+    if (f.action == config::RuleAction::Block) counters().queriesMonitored.fetch_add(1, std::memory_order_relaxed);
     alert("exfiltration." + f.rule, f.action == config::RuleAction::Alert ? "alerted" : "monitored", &a);
   }
   return false;
 }
 
 void MaskedFlow::countVerdict(const masking::Verdict& v) {
-  if (v.allowed) counters_->queriesAllowed.fetch_add(1, std::memory_order_relaxed);
-  else if (v.rule.rfind("exfiltration.", 0) != 0) counters_->queriesRefused.fetch_add(1, std::memory_order_relaxed);
+  if (v.allowed) counters().queriesAllowed.fetch_add(1, std::memory_order_relaxed);
+  else if (v.rule.rfind("exfiltration.", 0) != 0) counters().queriesRefused.fetch_add(1, std::memory_order_relaxed);
 }
 
 void MaskedFlow::flushWindow() {
@@ -514,7 +531,7 @@ MaskedFlow::Admit MaskedFlow::admitRow(std::string_view payload, std::size_t byt
     ++c.forwarded;
     return Admit::Forward;
   }
-  counters_->breaches.fetch_add(1, std::memory_order_relaxed);
+  counters().breaches.fetch_add(1, std::memory_order_relaxed);
   auto what = std::string(breached) + " (" + std::to_string(limit) + ")";
   // A cut COPY stream looks complete to its reader: COPY always gets the error.
   if (l.truncate && !copying_) {
@@ -590,7 +607,7 @@ void MaskedFlow::refuse(OutBatch& out, char type, std::string_view statementName
                         const masking::Analysis& a) {
   ++refusals_;
   countVerdict(v);
-  shared_.refusals.fetch_add(1, std::memory_order_relaxed);
+  shared_.flowCounters.local().refusals.fetch_add(1, std::memory_order_relaxed);
   if (identity_.info) identity_.info->refusals.fetch_add(1, std::memory_order_relaxed);
   alert(v.rule.rfind("exfiltration.", 0) == 0 ? v.rule : "refused." + v.rule, "blocked", &a);
   // Logged with the normalized text only: constants never reach the log.
@@ -724,13 +741,13 @@ bool MaskedFlow::onClientMessage(const protocol::Message& m, OutBatch& out) {
           if (f.action == config::RuleAction::Block && !ex.monitorOnly && !monitorMode()) {
             masking::Verdict v{false, "exfiltration." + f.rule,
                                "pgveil: blocked by exfiltration rule " + f.rule + ": " + f.detail};
-            counters_->queriesBlocked.fetch_add(1, std::memory_order_relaxed);
+            counters().queriesBlocked.fetch_add(1, std::memory_order_relaxed);
             refuse(out, msg::kBind, b.portal, v, *portal->analysis);
             expects_.push_back({Expect::Bind, nullptr, {}, false, v.message + "\n" + v.rule, nullptr, std::string(b.portal)});
             portals_.erase(b.portal);
             return true;
           }
-          if (f.action == config::RuleAction::Block) counters_->queriesMonitored.fetch_add(1, std::memory_order_relaxed);
+          if (f.action == config::RuleAction::Block) counters().queriesMonitored.fetch_add(1, std::memory_order_relaxed);
           alert("exfiltration." + f.rule, f.action == config::RuleAction::Alert ? "alerted" : "monitored",
                 portal->analysis.get());
         }
@@ -1201,12 +1218,13 @@ void MaskedFlow::countMasked(std::size_t bytes) {
 void MaskedFlow::flushCounts() {
   if (pending_.rows == 0 && pending_.rowsMasked == 0) return;
   constexpr auto relaxed = std::memory_order_relaxed;
-  shared_.rowsForwarded.fetch_add(pending_.rows, relaxed);
-  shared_.rowsMasked.fetch_add(pending_.rowsMasked, relaxed);
-  counters_->rowsForwarded.fetch_add(pending_.rows, relaxed);
-  counters_->bytesForwarded.fetch_add(pending_.bytes, relaxed);
-  counters_->rowsMasked.fetch_add(pending_.rowsMasked, relaxed);
-  counters_->bytesMasked.fetch_add(pending_.bytesMasked, relaxed);
+  auto& flow = shared_.flowCounters.local();
+  flow.rowsForwarded.fetch_add(pending_.rows, relaxed);
+  flow.rowsMasked.fetch_add(pending_.rowsMasked, relaxed);
+  counters().rowsForwarded.fetch_add(pending_.rows, relaxed);
+  counters().bytesForwarded.fetch_add(pending_.bytes, relaxed);
+  counters().rowsMasked.fetch_add(pending_.rowsMasked, relaxed);
+  counters().bytesMasked.fetch_add(pending_.bytesMasked, relaxed);
   if (identity_.info) {
     identity_.info->rows.fetch_add(pending_.rows, relaxed);
     identity_.info->rowsMasked.fetch_add(pending_.rowsMasked, relaxed);

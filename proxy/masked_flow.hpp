@@ -8,6 +8,8 @@
 // notices, notifications and parameter reports are scrubbed.
 
 #include <array>
+#include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -233,11 +235,14 @@ class MaskedFlow {
   std::shared_ptr<const masking::Policy> policy_;
   bool masked_ = true;                          // false: an unmasked role inspected for limits and rules
   const config::LimitsConfig* limits_ = nullptr;
-  RoleCounters* counters_ = nullptr;
+  PerWorker<RoleCounters>* counters_ = nullptr;
+  RoleCounters& counters() { return counters_->local(); }  // this worker's copy
   const masking::CanaryMatcher* canaries_ = nullptr;  // null: not checked for this role
   bool exempt_ = false;                          // exfiltration rules do not apply
   bool distinctOn_ = false;                      // the distinct_rows rule counts this role's rows
   std::shared_ptr<const masking::Catalog> catalog_;
+  std::uint64_t catalogPublished_ = 0;                     // CatalogService::published() when last asked
+  std::chrono::steady_clock::time_point catalogRecheck_{};  // ask again by then even so
   std::shared_ptr<const masking::Classification> classification_;
   SessionIdentity identity_;
   std::uint64_t contextKey_ = 0;

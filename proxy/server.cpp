@@ -64,6 +64,7 @@ std::vector<int> allowedCpus() {
 // CPU. With one worker per CPU the scheduler then never migrates a worker away from the caches
 // holding its sessions, and two workers never queue behind each other on one CPU.
 void setUpWorkerThread(unsigned index, std::optional<int> cpu) {
+  tWorkerSlot = index + 1;
   auto name = fmt::format("pgveil-w{}", index);
   pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
   if (!cpu) return;

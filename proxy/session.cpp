@@ -864,7 +864,7 @@ bool Session::scanServer(OutBatch& out) {
         txStatus_ = data[5];
         if (info_) info_->state.store(txStatus_, std::memory_order_relaxed);
         if (!pendingQueries_.empty()) {
-          shared_.queryLatency.observe(std::chrono::steady_clock::now() - pendingQueries_.front().second);
+          shared_.queryLatency.local().observe(std::chrono::steady_clock::now() - pendingQueries_.front().second);
           pendingQueries_.pop_front();
         }
       } else if (h.type == msg::kCopyInResponse) {

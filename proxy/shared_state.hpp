@@ -2,6 +2,7 @@
 // State shared by all sessions of one pgveil process: the configuration snapshot, TLS contexts,
 // the cancel-key registry and process-wide counters. Sessions read it; only start-up writes it.
 
+#include <array>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -59,6 +60,32 @@ struct Rules {
   [[nodiscard]] bool exfiltrationExempt(const std::string& role, const std::string& user) const {
     return config->exfiltration.exempt.count(role) > 0 || config->exfiltration.exempt.count(user) > 0;
   }
+};
+
+// The copy of a PerWorker value this thread writes: worker i uses i + 1 (set when the worker
+// thread starts), every other thread 0.
+inline thread_local unsigned tWorkerSlot = 0;
+
+// Counters that every worker thread updates, per statement or per result: one copy per worker,
+// each on cache lines of its own. One shared counter costs a cross-core cache miss on each
+// update once two workers write it; readers (/metrics) add the copies up.
+template <typename T>
+class PerWorker {
+ public:
+  static constexpr unsigned kCopies = 16;  // workers beyond that share copies (still atomic)
+  [[nodiscard]] T& local() { return copies_[tWorkerSlot % kCopies].value; }
+  template <typename Field>
+  [[nodiscard]] std::uint64_t sum(Field field) const {
+    std::uint64_t total = 0;
+    for (const auto& c : copies_) total += field(c.value);
+    return total;
+  }
+
+ private:
+  struct alignas(64) Copy {
+    T value;
+  };
+  std::array<Copy, kCopies> copies_{};
 };
 
 // A Prometheus histogram with fixed bounds (seconds), updated lock-free.
@@ -139,12 +166,12 @@ struct SharedState {
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> lockouts;  // policy role -> until
 
   std::mutex roleCountersMutex;
-  std::map<std::string, RoleCounters> roleCounters;
-  RoleCounters& countersFor(const std::string& role) {
+  std::map<std::string, PerWorker<RoleCounters>> roleCounters;
+  PerWorker<RoleCounters>& countersFor(const std::string& role) {
     std::lock_guard lock(roleCountersMutex);
     return roleCounters[role];
   }
-  Histogram queryLatency;
+  PerWorker<Histogram> queryLatency;
   Histogram upstreamConnectLatency;
   std::atomic<std::uint64_t> reloads{0};
   std::atomic<std::uint64_t> reloadFailures{0};
@@ -153,9 +180,12 @@ struct SharedState {
   std::unique_ptr<masking::ValueMasker> masker;
   std::unique_ptr<masking::Analyzer> analyzer;
   std::unique_ptr<CatalogService> catalogs;
-  std::atomic<std::uint64_t> refusals{0};
-  std::atomic<std::uint64_t> rowsForwarded{0};
-  std::atomic<std::uint64_t> rowsMasked{0};
+  struct FlowCounters {
+    std::atomic<std::uint64_t> refusals{0};
+    std::atomic<std::uint64_t> rowsForwarded{0};
+    std::atomic<std::uint64_t> rowsMasked{0};
+  };
+  PerWorker<FlowCounters> flowCounters;
   std::unique_ptr<Alerts> alerts;
 
   std::mutex sessionsMutex;

@@ -451,6 +451,29 @@ TEST_F(LimitsTest, MetricsPerRoleLatencyAndBreaches) {
   EXPECT_NE(sessions.find("\"state\":\"idle\""), std::string::npos) << sessions;
 }
 
+// Counters written per statement and per result have one copy per worker thread (no cache line
+// shared by two workers); /metrics adds them up. Two sessions in a row land on the two workers.
+TEST_F(LimitsTest, MetricsAddUpTheWorkersCopies) {
+  Proxy proxy(Proxy::Raw{}, demoConfigForTests());
+  auto a = connect(conninfo(proxy.port(), "support"));
+  auto b = connect(conninfo(proxy.port(), "support"));
+  for (auto* c : {a.get(), b.get()}) {
+    exec(c, "SELECT email FROM patients WHERE id <= 10");
+    exec(c, "SELECT upper(email) FROM patients WHERE id = 1");  // refused
+  }
+  exec(b.get(), "SELECT id FROM patients WHERE id <= 5");
+  auto m = parseMetrics(httpGet(proxy.adminPort(), "/metrics"));
+  EXPECT_EQ(m["pgveil_role_rows_forwarded_total{role=\"support\"}"], 25);
+  EXPECT_EQ(m["pgveil_role_rows_masked_total{role=\"support\"}"], 20);
+  EXPECT_EQ(m["pgveil_rows_forwarded_total"], 25);
+  EXPECT_EQ(m["pgveil_rows_masked_total"], 20);
+  EXPECT_EQ(m["pgveil_role_queries_total{role=\"support\",verdict=\"allowed\"}"], 3);
+  EXPECT_EQ(m["pgveil_role_queries_total{role=\"support\",verdict=\"refused\"}"], 2);
+  EXPECT_EQ(m["pgveil_statements_refused_total"], 2);
+  EXPECT_EQ(m["pgveil_query_duration_seconds_count"], 5);
+  EXPECT_EQ(m["pgveil_query_duration_seconds_bucket{le=\"+Inf\"}"], 5);
+}
+
 TEST_F(LimitsTest, ReloadAppliesValidConfigToOpenSessionsAndRejectsInvalidOne) {
   auto y = demoConfigForTests();
   Proxy proxy(Proxy::Raw{}, y);
