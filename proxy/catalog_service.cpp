@@ -159,13 +159,15 @@ std::shared_ptr<const masking::Catalog> CatalogService::current(const std::strin
   auto& e = entries_[database];
   auto now = std::chrono::steady_clock::now();
   bool stale = !e.snapshot || now - e.loadedAt > config_->catalog.refreshInterval;
-  if (stale && !e.queued && now - e.lastRequest > std::chrono::seconds(1)) {
-    e.queued = true;
-    e.lastRequest = now;
-    queue_.push_back(database);
-    wake_.notify_one();
-  }
+  if (stale && !e.queued && now - e.lastRequest > std::chrono::seconds(1)) requestLocked(database, e, now);
   return e.snapshot;
+}
+
+void CatalogService::requestLocked(const std::string& database, Entry& e, std::chrono::steady_clock::time_point now) {
+  e.queued = true;
+  e.lastRequest = now;
+  queue_.push_back(database);
+  wake_.notify_one();
 }
 
 void CatalogService::requestRefresh(const std::string& database) {
@@ -173,10 +175,19 @@ void CatalogService::requestRefresh(const std::string& database) {
   auto& e = entries_[database];
   auto now = std::chrono::steady_clock::now();
   if (e.queued || now - e.lastRequest < std::chrono::seconds(1)) return;
-  e.queued = true;
-  e.lastRequest = now;
-  queue_.push_back(database);
-  wake_.notify_one();
+  requestLocked(database, e, now);
+}
+
+void CatalogService::requestRefreshForUnknownRelation(const std::string& database) {
+  std::lock_guard lock(mutex_);
+  auto& e = entries_[database];
+  auto now = std::chrono::steady_clock::now();
+  if (e.queued || now - e.lastRequest < std::chrono::seconds(1) ||
+      now - e.lastUnknownRelationRequest < std::chrono::seconds(10)) {
+    return;
+  }
+  e.lastUnknownRelationRequest = now;
+  requestLocked(database, e, now);
 }
 
 boost::asio::awaitable<std::shared_ptr<const masking::Catalog>> CatalogService::acquire(std::string database) {

@@ -46,6 +46,10 @@ class CatalogService {
   boost::asio::awaitable<std::shared_ptr<const masking::Catalog>> acquire(std::string database);
   // Asks for a fresh snapshot (an unknown OID); at most one refresh per second per database.
   void requestRefresh(const std::string& database);
+  // The same for a statement naming a relation the snapshot lacks, at most once every 10 s per
+  // database: the name may be new, but may also never exist (a typo, information_schema, which
+  // the loader skips), and every load makes every session analyse its statements again.
+  void requestRefreshForUnknownRelation(const std::string& database);
   [[nodiscard]] std::uint64_t loads() const;
   [[nodiscard]] std::uint64_t failures() const;
 
@@ -54,11 +58,13 @@ class CatalogService {
     std::shared_ptr<const masking::Catalog> snapshot;
     std::chrono::steady_clock::time_point loadedAt{};
     std::chrono::steady_clock::time_point lastRequest{};
+    std::chrono::steady_clock::time_point lastUnknownRelationRequest{};
     bool queued = false;
     std::string lastError;
     std::uint64_t attempts = 0;
   };
   void run();
+  void requestLocked(const std::string& database, Entry& e, std::chrono::steady_clock::time_point now);
 
   std::shared_ptr<const config::Config> config_;
   mutable std::mutex mutex_;

@@ -170,12 +170,12 @@ std::shared_ptr<const masking::Analysis> MaskedFlow::analyze(std::string_view sq
     setSearchPath({});
     if (a->statements.size() > 1) return analyze(sql);
   }
-  // A relation the snapshot does not know (created since it was loaded): ask for a fresh one (at
-  // most one load a second per database). Until this session picks it up, the statement counts
-  // as reading classified data.
+  // A relation the snapshot does not know (perhaps created since it was loaded): ask for a fresh
+  // one (at most one such load every 10 s per database). Until this session picks it up, the
+  // statement counts as reading classified data.
   for (const auto& s : a->statements) {
     if (s.unknownRelations) {
-      shared_.catalogs->requestRefresh(identity_.database);
+      shared_.catalogs->requestRefreshForUnknownRelation(identity_.database);
       break;
     }
   }

@@ -688,6 +688,25 @@ TEST_F(MaskingTest, ASessionPicksUpTheSnapshotRefreshedForANewTable) {
   exec(su.get(), "DROP TABLE pickup_test");
 }
 
+// A name that never exists (a typo, a schema the loader skips) must not reload the catalog
+// every second: statements naming unknown relations ask for at most one load every 10 s.
+TEST_F(MaskingTest, AnUnknownRelationDoesNotReloadTheCatalogOverAndOver) {
+  auto c = connect(via("support"));
+  EXPECT_EQ(PQresultStatus(exec(c.get(), "SELECT id FROM patients WHERE id = 1").get()), PGRES_TUPLES_OK);
+  std::this_thread::sleep_for(1100ms);  // past the one-second spacing of the first load's request
+  auto loads = [&] { return parseMetrics(httpGet(proxy_->adminPort(), "/metrics"))["pgveil_catalog_loads_total"]; };
+  const auto before = loads();
+  auto deadline = std::chrono::steady_clock::now() + 3500ms;
+  while (std::chrono::steady_clock::now() < deadline) {
+    EXPECT_NE(PQresultStatus(exec(c.get(), "SELECT note FROM no_such_table_anywhere").get()), PGRES_TUPLES_OK);
+    std::this_thread::sleep_for(100ms);
+  }
+  std::this_thread::sleep_for(500ms);  // let a requested load finish
+  const auto after = loads();
+  EXPECT_GE(after - before, 1) << "the first unknown name asks for a load";
+  EXPECT_LE(after - before, 1) << "unknown names reloaded the catalog more than once in 4 s";
+}
+
 TEST_F(MaskingTest, ErrorsNoticesAndParametersAreScrubbed) {
   auto c = connect(via("support"));
   auto e = exec(c.get(), "SELECT * FROM patients WHERE id = 'linda.wilson1@example.org'");

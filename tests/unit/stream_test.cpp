@@ -1,44 +1,24 @@
-// proxy::Stream on a plain loopback socket: a read that drained the socket is not followed by a
-// receive that fails with EAGAIN, and reads in every order of data, end of file, reset and the
-// reactor's events lose nothing. (Skipping that receive after any short read lost an end of file
-// queued behind the data: EndOfFileQueuedBehindDataIsSeen.)
+// proxy::Stream on a plain loopback socket: reads in every order of data, end of file, reset and
+// the reactor's events lose nothing, and writes of many buffers through full socket buffers
+// arrive in order. Two attempts to skip the receive that fails with EAGAIN after each message
+// (telling Asio's reactor the socket is drained) were reverted: after any short read, it lost an
+// end of file queued behind the data (EndOfFileQueuedBehindDataIsSeen); after a read that left
+// 0 bytes by TCP_INQ's count, it lost a reset queued behind the data (ResetQueuedBehindDataIsReported).
 
 #include "proxy/stream.hpp"
 
 #include <gtest/gtest.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
-#include <array>
-#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
-#include <cerrno>
 #include <chrono>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
-
-namespace {
-
-// Receives that found nothing to read, per descriptor. pgveil's plain reads call ::recvmsg; this
-// definition in the test executable is the one those calls bind to.
-std::array<std::atomic<int>, 4096> gWouldBlock{};
-
-}  // namespace
-
-extern "C" ssize_t recvmsg(int fd, struct msghdr* msg, int flags) {
-  auto r = static_cast<ssize_t>(syscall(SYS_recvmsg, fd, msg, flags));
-  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && fd >= 0 && static_cast<std::size_t>(fd) < gWouldBlock.size()) {
-    gWouldBlock[static_cast<std::size_t>(fd)].fetch_add(1);
-  }
-  return r;
-}
 
 namespace pgveil::proxy {
 namespace {
@@ -53,9 +33,6 @@ class StreamTest : public ::testing::Test {
     tcp::socket accepted(io_);
     acceptor.accept(accepted);
     accepted.non_blocking(true);
-    fd_ = accepted.native_handle();
-    ASSERT_LT(static_cast<std::size_t>(fd_), gWouldBlock.size());
-    gWouldBlock[static_cast<std::size_t>(fd_)] = 0;
     stream_.emplace(std::move(accepted));
   }
 
@@ -73,15 +50,20 @@ class StreamTest : public ::testing::Test {
         asio::detached);
   }
 
-  // Runs the io_context, epoll included, for `d` or until the read has completed.
-  void runFor(std::chrono::milliseconds d) {
+  // Runs the io_context, epoll included, for `d` or until done().
+  template <typename Done>
+  void runUntil(std::chrono::milliseconds d, Done done) {
     asio::steady_timer t(io_, d);
     bool fired = false;
     t.async_wait([&](error_code) { fired = true; });
-    while (!fired && !result_) io_.run_one();
+    while (!fired && !done()) io_.run_one();
     t.cancel();
     io_.poll();
     io_.restart();
+  }
+  // ... until the read has completed.
+  void runFor(std::chrono::milliseconds d) {
+    runUntil(d, [this] { return result_.has_value(); });
   }
 
   std::string read(std::size_t size) {
@@ -94,30 +76,12 @@ class StreamTest : public ::testing::Test {
   }
 
   void send(const std::string& s) { asio::write(peer_, asio::buffer(s)); }
-  int wouldBlock() const { return gWouldBlock[static_cast<std::size_t>(fd_)].load(); }
 
   asio::io_context io_;
   tcp::socket peer_{io_};
   std::optional<Stream> stream_;
-  int fd_ = -1;
   std::optional<std::pair<error_code, std::string>> result_;
 };
-
-TEST_F(StreamTest, DrainingReadWaitsForTheNextEventWithoutAReceiveThatFails) {
-  send("hello");
-  runFor(20ms);  // the first event is taken by the reactor before any read is pending
-  EXPECT_EQ(read(512), "hello");
-  // The kernel said the queue is empty: the next read waits for readiness instead of trying first.
-  startRead(512);
-  runFor(50ms);
-  EXPECT_FALSE(result_.has_value());
-  EXPECT_EQ(wouldBlock(), 0);
-  send("world");
-  runFor(5s);
-  ASSERT_TRUE(result_.has_value());
-  EXPECT_EQ(result_->second, "world");
-  EXPECT_EQ(wouldBlock(), 0);
-}
 
 TEST_F(StreamTest, BytesArrivingBetweenReadsAreRead) {
   send("a");
@@ -150,7 +114,7 @@ TEST_F(StreamTest, AShortReadOfQueuedDataIsFollowedByAnotherReceive) {
   EXPECT_EQ(read(512), "3456789");
 }
 
-TEST_F(StreamTest, ResetAfterADrainingReadIsReported) {
+TEST_F(StreamTest, ResetWhileAReadWaitsIsReported) {
   send("x");
   EXPECT_EQ(read(512), "x");
   startRead(512);
@@ -160,6 +124,22 @@ TEST_F(StreamTest, ResetAfterADrainingReadIsReported) {
   peer_.close();  // RST
   runFor(5s);
   ASSERT_TRUE(result_.has_value()) << "reset was not reported";
+  EXPECT_EQ(result_->first, asio::error::connection_reset);
+}
+
+// Data and then a reset (the peer closed with unread input, or with SO_LINGER 0) arrive before
+// the reactor looks: the receive returns the data, and the reset must still be reported by the
+// next read. Nothing in the receive queue says a reset is pending (TCP_INQ's count is 0 then, as
+// for a drained socket), so a read may never conclude "drained" from the count alone.
+TEST_F(StreamTest, ResetQueuedBehindDataIsReported) {
+  send("data");
+  peer_.set_option(asio::socket_base::linger(true, 0));
+  peer_.close();  // RST
+  runFor(20ms);
+  EXPECT_EQ(read(512), "data");
+  startRead(512);
+  runFor(2s);
+  ASSERT_TRUE(result_.has_value()) << "reset queued behind the data was not reported";
   EXPECT_EQ(result_->first, asio::error::connection_reset);
 }
 
@@ -231,13 +211,7 @@ class StreamWriteTest : public StreamTest {
   }
 
   void runUntilWritten(std::chrono::milliseconds d) {
-    asio::steady_timer t(io_, d);
-    bool fired = false;
-    t.async_wait([&](error_code) { fired = true; });
-    while (!fired && !written_) io_.run_one();
-    t.cancel();
-    io_.poll();
-    io_.restart();
+    runUntil(d, [this] { return written_.has_value(); });
   }
 
   std::vector<std::string> parts_;
