@@ -103,48 +103,62 @@ asio::awaitable<error_code> Stream::writeAll(std::span<const asio::const_buffer>
     if (coalesce_.capacity() > (256u << 10)) std::string().swap(coalesce_);
     co_return ec;
   }
-  co_return co_await writePlain(buffers);
-}
-
-// sendmsg first, and wait for writability only when the socket's buffer is full. Asio's
-// async_write would make the same call but post its completion to the scheduler: a queued
-// handler per write, and a non-blocking epoll_wait for the reactor's turn that comes before it.
-// Here a write that fits continues the coroutine at once.
-asio::awaitable<error_code> Stream::writePlain(std::span<const asio::const_buffer> buffers) {
-  constexpr std::size_t kMaxIov = 64;
+  // sendmsg first, and wait for writability only when the socket's buffer is full. Asio's
+  // async_write would make the same call but post its completion to the scheduler: a queued
+  // handler per write, and a non-blocking epoll_wait for the reactor's turn that comes before it.
+  // Here a write that fits continues the coroutine at once.
   std::size_t index = 0;   // first buffer not completely written
   std::size_t offset = 0;  // bytes of it already written
   for (;;) {
-    std::array<iovec, kMaxIov> iov;
-    std::size_t count = 0;
-    for (std::size_t i = index; i < buffers.size() && count < kMaxIov; ++i) {
-      const std::size_t skip = i == index ? offset : 0;
-      if (buffers[i].size() > skip) {
-        iov[count++] = iovec{const_cast<char*>(static_cast<const char*>(buffers[i].data())) + skip, buffers[i].size() - skip};
-      }
-    }
-    if (count == 0) co_return error_code{};
-    msghdr msg{};
-    msg.msg_iov = iov.data();
-    msg.msg_iovlen = count;
-    const ssize_t sent = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (sent < 0) {
-      const int err = errno;
-      if (err == EINTR) continue;
-      if (err != EAGAIN && err != EWOULDBLOCK) co_return error_code(err, asio::error::get_system_category());
-      auto [ec] = co_await socket_.async_wait(tcp::socket::wait_write, kUse);
-      if (ec) co_return ec;
+    auto ec = sendSome(buffers, index, offset);
+    if (!ec) {
+      if (index == buffers.size()) co_return error_code{};
       continue;
     }
-    // Advance past what was sent.
-    auto left = static_cast<std::size_t>(sent);
-    while (index < buffers.size() && left >= buffers[index].size() - offset) {
-      left -= buffers[index].size() - offset;
-      offset = 0;
-      ++index;
-    }
-    offset += left;
+    if (ec != asio::error::would_block) co_return ec;
+    auto [waited] = co_await socket_.async_wait(tcp::socket::wait_write, kUse);
+    if (waited) co_return waited;
   }
+}
+
+// Not a coroutine: the iovec array lives on the thread's stack, not in the coroutine frame
+// (a frame above about 1 KB is not recycled by Asio and would be allocated per write).
+error_code Stream::sendSome(std::span<const asio::const_buffer> buffers, std::size_t& index, std::size_t& offset) {
+  constexpr std::size_t kMaxIov = 64;
+  std::array<iovec, kMaxIov> iov;
+  std::size_t count = 0;
+  for (std::size_t i = index; i < buffers.size() && count < kMaxIov; ++i) {
+    const std::size_t skip = i == index ? offset : 0;
+    if (buffers[i].size() > skip) {
+      iov[count++] = iovec{const_cast<char*>(static_cast<const char*>(buffers[i].data())) + skip, buffers[i].size() - skip};
+    }
+  }
+  if (count == 0) {  // only empty buffers left
+    index = buffers.size();
+    offset = 0;
+    return {};
+  }
+  msghdr msg{};
+  msg.msg_iov = iov.data();
+  msg.msg_iovlen = count;
+  ssize_t sent = 0;
+  do {
+    sent = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  if (sent < 0) {
+    const int err = errno;
+    if (err == EAGAIN || err == EWOULDBLOCK) return asio::error::would_block;
+    return {err, asio::error::get_system_category()};
+  }
+  // Advance past what was sent.
+  auto left = static_cast<std::size_t>(sent);
+  while (index < buffers.size() && left >= buffers[index].size() - offset) {
+    left -= buffers[index].size() - offset;
+    offset = 0;
+    ++index;
+  }
+  offset += left;
+  return {};
 }
 
 asio::awaitable<error_code> Stream::writeAll(std::string_view data) {

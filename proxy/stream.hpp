@@ -53,7 +53,9 @@ class Stream {
   template <typename Op>
   asio::awaitable<error_code> tlsCall(Op op);
   asio::awaitable<std::tuple<error_code, std::size_t>> readTls(char* data, std::size_t size);
-  asio::awaitable<error_code> writePlain(std::span<const asio::const_buffer> buffers);
+  // One non-blocking sendmsg of what is left of `buffers` from (index, offset), which it
+  // advances; would_block when the socket's buffer is full.
+  error_code sendSome(std::span<const asio::const_buffer> buffers, std::size_t& index, std::size_t& offset);
 
   tcp::socket socket_;
   SSL* ssl_ = nullptr;
