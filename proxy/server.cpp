@@ -4,6 +4,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -73,6 +74,18 @@ void setUpWorkerThread(unsigned index, std::optional<int> cpu) {
   CPU_SET(*cpu, &set);
   if (int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set); rc != 0) {
     spdlog::warn("worker {}: cannot pin to CPU {}: {}", index, *cpu, std::strerror(rc));
+  }
+}
+
+// Once a second, on a worker's thread: reads waiting on connections that a reset closed without
+// an event of their own are woken (Stream::wakeReaderIfReset). Ends when the worker stops.
+asio::awaitable<void> watchForResets(Worker& worker) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    timer.expires_after(std::chrono::seconds(1));
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;
+    wakeReadersOfResetConnections(worker);
   }
 }
 
@@ -307,6 +320,7 @@ int Server::run() {
       }
     });
   }
+  for (auto& w : impl_->workers) asio::co_spawn(w->context, watchForResets(*w), asio::detached);
   auto logFailure = [](std::exception_ptr e) {
     if (!e) return;
     try {

@@ -152,6 +152,11 @@ class Session {
 
   asio::awaitable<void> run();
 
+  void wakeReadersIfReset() {
+    client_.wakeReaderIfReset();
+    if (server_) server_->wakeReaderIfReset();
+  }
+
   void terminate() {
     terminating_ = true;
     client_.cancel();
@@ -1029,6 +1034,10 @@ asio::awaitable<void> runSession(SharedState& shared, Worker& worker, tcp::socke
 void reloadSessions(Worker& worker, const std::shared_ptr<const Rules>& rules) {
   std::vector<Session*> sessions(worker.sessions.begin(), worker.sessions.end());
   for (auto* s : sessions) s->onReload(*rules);
+}
+
+void wakeReadersOfResetConnections(Worker& worker) {
+  for (auto* s : worker.sessions) s->wakeReadersIfReset();
 }
 
 void terminateSessions(Worker& worker) {

@@ -15,6 +15,10 @@ boost::asio::awaitable<void> runSession(SharedState& shared, Worker& worker, boo
 // Asks every session of this worker to end with 57P01 (admin shutdown). Call on the worker's thread.
 void terminateSessions(Worker& worker);
 
+// Makes reads waiting on connections the kernel has closed (a reset that came with the last
+// data) report it: see Stream::wakeReaderIfReset. Call on the worker's thread, once a second.
+void wakeReadersOfResetConnections(Worker& worker);
+
 // After a configuration reload: ends plain-relay sessions whose role the new rules inspect.
 // Call on the worker's thread.
 void reloadSessions(Worker& worker, const std::shared_ptr<const Rules>& rules);

@@ -44,6 +44,11 @@ class Stream {
   // Subject CN of a verified peer certificate (client certificates), empty if none.
   [[nodiscard]] std::string peerCommonName();
   void cancel();
+  // Plain: when the kernel has closed the connection (a reset), makes a read waiting for it
+  // complete with that reset. A reset that arrives with data, before the reactor looks, leaves
+  // no event for the read after the one that returned the data (see stream.cpp); each worker
+  // calls this for its sessions once a second. True when the connection was closed.
+  bool wakeReaderIfReset();
   void shutdownSend();
   void close();
 

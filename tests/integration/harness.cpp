@@ -379,6 +379,13 @@ void RawClient::send(const std::string& bytes) {
 
 void RawClient::shutdownWrite() { ::shutdown(fd_, SHUT_WR); }
 
+void RawClient::resetClose() {
+  linger l{1, 0};
+  ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  ::close(fd_);
+  fd_ = -1;
+}
+
 std::string RawClient::readSome(std::size_t n, std::chrono::milliseconds timeout) {
   if (!pending_.empty()) {
     auto take = std::min(n, pending_.size());

@@ -101,6 +101,8 @@ class RawClient {
 
   void send(const std::string& bytes);
   void shutdownWrite();
+  // Closes with SO_LINGER 0: the peer gets a reset, not a FIN.
+  void resetClose();
   // Reads up to n bytes, waiting at most timeout; empty on EOF or timeout.
   std::string readSome(std::size_t n, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
   // Reads one typed message (type + length + payload); nullopt on EOF/timeout.

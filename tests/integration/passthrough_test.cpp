@@ -357,6 +357,23 @@ TEST_F(PassThroughTest, TerminateClosesAndHalfCloseStillGetsAnswers) {
   EXPECT_TRUE(ready);
 }
 
+// A client sends a message and resets the connection at once, and both reach pgveil's socket
+// before its worker looks (here: pgveil is stopped meanwhile). The receive that returns the
+// message finds nothing left, and no later event reports the reset; the message (a Parse without
+// Sync) draws no answer whose write would fail. The workers' once-a-second look for connections
+// the kernel has closed must still end the session, and with it the server connection.
+TEST(ClientResetTest, ResetQueuedBehindAMessageEndsTheSession) {
+  Proxy proxy;
+  RawClient raw(proxy.port());
+  ASSERT_TRUE(raw.startupTrust("pgveil_trust", "clinic"));
+  ASSERT_EQ(kill(proxy.pid(), SIGSTOP), 0);
+  raw.send(typed('P', std::string("\0SELECT 1\0", 10) + std::string(2, '\0')));
+  raw.resetClose();
+  std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(kill(proxy.pid(), SIGCONT), 0);
+  EXPECT_TRUE(proxy.waitForLog("closed user=\"pgveil_trust\"", 5000ms)) << proxy.log();
+}
+
 TEST_F(PassThroughTest, LogHasOneLinePerConnectionWithoutValues) {
   {
     auto c = connect(via("admin", "clinic", "application_name=logcheck"));
