@@ -152,6 +152,8 @@ class Session {
 
   asio::awaitable<void> run();
 
+  [[nodiscard]] std::uint64_t id() const { return id_; }
+
   void wakeReadersIfReset() {
     client_.wakeReaderIfReset();
     if (server_) server_->wakeReaderIfReset();
@@ -1036,8 +1038,10 @@ void reloadSessions(Worker& worker, const std::shared_ptr<const Rules>& rules) {
   for (auto* s : sessions) s->onReload(*rules);
 }
 
-void wakeReadersOfResetConnections(Worker& worker) {
-  for (auto* s : worker.sessions) s->wakeReadersIfReset();
+void wakeReadersOfResetConnections(Worker& worker, unsigned slice, unsigned slices) {
+  for (auto* s : worker.sessions) {
+    if (s->id() % slices == slice) s->wakeReadersIfReset();
+  }
 }
 
 void terminateSessions(Worker& worker) {

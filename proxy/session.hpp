@@ -16,8 +16,10 @@ boost::asio::awaitable<void> runSession(SharedState& shared, Worker& worker, boo
 void terminateSessions(Worker& worker);
 
 // Makes reads waiting on connections the kernel has closed (a reset that came with the last
-// data) report it: see Stream::wakeReaderIfReset. Call on the worker's thread, once a second.
-void wakeReadersOfResetConnections(Worker& worker);
+// data) report it: see Stream::wakeReaderIfReset. Looks at the sessions whose id is `slice`
+// modulo `slices`, so that a worker with many sessions spreads the look over several calls.
+// Call on the worker's thread.
+void wakeReadersOfResetConnections(Worker& worker, unsigned slice, unsigned slices);
 
 // After a configuration reload: ends plain-relay sessions whose role the new rules inspect.
 // Call on the worker's thread.

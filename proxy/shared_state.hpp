@@ -219,9 +219,11 @@ struct SharedState {
 
 // One worker thread's io_context and the sessions living on it (touched only on that thread).
 struct Worker {
-  boost::asio::io_context context{1};
   std::unordered_set<Session*> sessions;
   std::unique_ptr<masking::AnalysisCache> analysisCache;
+  // Last, so destroyed first: sessions still running after a drain timeout end with the
+  // context's destruction, and their destructors leave `sessions`.
+  boost::asio::io_context context{1};
 };
 
 }  // namespace pgveil::proxy

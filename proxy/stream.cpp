@@ -20,13 +20,15 @@
 #include <cstring>
 
 namespace pgveil::proxy {
+namespace {
 // The buffer of a plain-socket read (see the specialisation below): one mutable_buffer under a
-// type of its own, so that no other read in the process changes.
+// type of its own (and of this file only), so that no other read in the process changes.
 struct InqReadBuffer {
   asio::mutable_buffer buffer;
   [[nodiscard]] const asio::mutable_buffer* begin() const { return &buffer; }
   [[nodiscard]] const asio::mutable_buffer* end() const { return &buffer + 1; }
 };
+}  // namespace
 }  // namespace pgveil::proxy
 
 // Asio 1.81 reads a socket speculatively before it waits for readiness, unless the last read
@@ -74,6 +76,8 @@ class reactive_socket_recv_op_base<pgveil::proxy::InqReadBuffer> : public reacto
         const int err = errno;
         if (err == EINTR) continue;
         if (err == EAGAIN || err == EWOULDBLOCK) return not_done;
+        // Asio says done_and_exhausted here (0 bytes); done keeps the next read speculative,
+        // which only matters if the caller reads again after an error.
         o->ec_ = boost::system::error_code(err, boost::asio::error::get_system_category());
         o->bytes_transferred_ = 0;
         return done;

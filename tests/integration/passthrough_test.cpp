@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <functional>
 #include <fstream>
 #include <future>
@@ -367,6 +368,26 @@ TEST(ClientResetTest, ResetQueuedBehindAMessageEndsTheSession) {
   RawClient raw(proxy.port());
   ASSERT_TRUE(raw.startupTrust("pgveil_trust", "clinic"));
   ASSERT_EQ(kill(proxy.pid(), SIGSTOP), 0);
+  struct Continue {
+    int pid;
+    ~Continue() { kill(pid, SIGCONT); }
+  } resume{proxy.pid()};
+  // SIGSTOP takes effect asynchronously: wait until every thread is stopped, so that no worker
+  // takes the message's event before the reset arrives.
+  auto allStopped = [pid = proxy.pid()] {
+    for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+      std::ifstream stat(task.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      auto close = line.rfind(')');
+      if (close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'T') return false;
+    }
+    return true;
+  };
+  for (auto deadline = std::chrono::steady_clock::now() + 5s; !allStopped();) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "pgveil did not stop";
+    std::this_thread::sleep_for(1ms);
+  }
   raw.send(typed('P', std::string("\0SELECT 1\0", 10) + std::string(2, '\0')));
   raw.resetClose();
   std::this_thread::sleep_for(100ms);

@@ -10,6 +10,8 @@
 #include "proxy/stream.hpp"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -31,20 +33,34 @@
 
 namespace {
 
-// Receives that found nothing to read, per descriptor. pgveil's plain reads call ::recvmsg; this
-// definition in the test executable is the one those calls bind to.
+// Receives that found nothing to read, per descriptor.
 std::array<std::atomic<int>, 4096> gWouldBlock{};
 
-}  // namespace
-
-extern "C" ssize_t recvmsg(int fd, struct msghdr* msg, int flags) {
-  auto r = static_cast<ssize_t>(syscall(SYS_recvmsg, fd, msg, flags));
+void countWouldBlock(ssize_t r, int fd) {
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && fd >= 0 &&
       static_cast<std::size_t>(fd) < gWouldBlock.size()) {
     gWouldBlock[static_cast<std::size_t>(fd)].fetch_add(1);
   }
+}
+
+}  // namespace
+
+// pgveil's plain reads call ::recvmsg; Asio's own read calls ::recv. These definitions in the
+// test executable are the ones those calls bind to.
+extern "C" ssize_t recvmsg(int fd, struct msghdr* msg, int flags) {
+  auto r = static_cast<ssize_t>(syscall(SYS_recvmsg, fd, msg, flags));
+  countWouldBlock(r, fd);
   return r;
 }
+
+extern "C" ssize_t recv(int fd, void* buf, size_t len, int flags) {
+  auto r = static_cast<ssize_t>(syscall(SYS_recvfrom, fd, buf, len, flags, nullptr, nullptr));
+  countWouldBlock(r, fd);
+  return r;
+}
+
+namespace {
+}  // namespace
 
 namespace pgveil::proxy {
 namespace {
@@ -106,6 +122,17 @@ class StreamTest : public ::testing::Test {
 
   void send(const std::string& s) { asio::write(peer_, asio::buffer(s)); }
   int wouldBlock() const { return gWouldBlock[static_cast<std::size_t>(fd_)].load(); }
+  // Waits (up to 5 s) until the kernel has closed the stream's connection (TCP_CLOSE): what
+  // the peer sent has arrived, however loaded the machine.
+  bool waitForClosedState() {
+    for (auto deadline = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < deadline;) {
+      tcp_info info{};
+      socklen_t len = sizeof info;
+      if (::getsockopt(fd_, SOL_TCP, TCP_INFO, &info, &len) == 0 && info.tcpi_state == TCP_CLOSE) return true;
+      std::this_thread::sleep_for(1ms);
+    }
+    return false;
+  }
 
   asio::io_context io_;
   tcp::socket peer_{io_};
@@ -118,7 +145,9 @@ TEST_F(StreamTest, DrainingReadWaitsForTheNextEventWithoutAReceiveThatFails) {
   send("hello");
   runFor(20ms);  // the first event is taken by the reactor before any read is pending
   EXPECT_EQ(read(512), "hello");
-  // The kernel said the queue is empty: the next read waits for readiness instead of trying first.
+  gWouldBlock[static_cast<std::size_t>(fd_)] = 0;
+  // The kernel said the queue is empty: the next read waits for readiness instead of trying
+  // first (Asio's own read tries, and its receive fails with EAGAIN).
   startRead(512);
   runFor(50ms);
   EXPECT_FALSE(result_.has_value());
@@ -187,7 +216,8 @@ TEST_F(StreamTest, ResetQueuedBehindDataIsReportedByTheCheck) {
   send("data");
   peer_.set_option(asio::socket_base::linger(true, 0));
   peer_.close();  // RST
-  runFor(20ms);
+  ASSERT_TRUE(waitForClosedState()) << "the reset did not arrive";
+  runFor(20ms);  // the reactor takes the one event for both
   EXPECT_EQ(read(512), "data");
   startRead(512);
   runFor(100ms);
@@ -196,6 +226,22 @@ TEST_F(StreamTest, ResetQueuedBehindDataIsReportedByTheCheck) {
   runFor(2s);
   ASSERT_TRUE(result_.has_value()) << "reset queued behind the data was not reported";
   EXPECT_EQ(result_->first, asio::error::connection_reset);
+}
+
+// The workers' look also finds connections closed in order (our FIN, then the peer's data and
+// FIN: the socket leaves FIN_WAIT2 for TCP_CLOSE with the data still queued). Waking the reader
+// there loses nothing: the data, then the end of file.
+TEST_F(StreamTest, TheLookForResetsKeepsDataOfAConnectionClosedInOrder) {
+  stream_->shutdownSend();
+  send("last words");
+  peer_.close();
+  ASSERT_TRUE(waitForClosedState());
+  EXPECT_TRUE(stream_->wakeReaderIfReset());
+  EXPECT_EQ(read(512), "last words");
+  startRead(512);
+  runFor(2s);
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_EQ(result_->first, asio::error::eof);
 }
 
 TEST_F(StreamTest, EndOfFileAfterAShortRead) {
