@@ -29,7 +29,9 @@ class Stream {
   Stream& operator=(Stream&&) = delete;
   ~Stream();
 
-  // Plain: Asio's read itself (no coroutine frame of its own while it waits); TLS: readTls.
+  // Plain: Asio's read operation (no coroutine frame of its own while it waits) with pgveil's
+  // receive, which tells the reactor when it drained the socket (TCP_INQ, see stream.cpp);
+  // TLS: readTls.
   asio::awaitable<std::tuple<error_code, std::size_t>> readSome(char* data, std::size_t size);
   asio::awaitable<error_code> writeAll(std::span<const asio::const_buffer> buffers);
   asio::awaitable<error_code> writeAll(std::string_view data);
